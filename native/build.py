@@ -1,0 +1,62 @@
+"""cffi builder for safepoint's native core (``safepoint._sp_core``).
+
+setup.py names this file in ``cffi_modules``, so the extension is compiled by
+``pip install`` (out-of-line API mode) and never at import time. The cdef is
+native/sp_core.h itself: one file declares the C API for the compiler and for
+cffi, so the two cannot drift apart.
+
+Warnings are errors (``-Werror``) because the C is small and must stay clean
+under gcc 12, the compiler CI uses. A newer compiler may grow a warning in
+code we do not own (cffi's generated wrapper, Python's headers); to install
+anyway, build with ``SAFEPOINT_DEV_BUILD=0``, which keeps the warnings and
+drops ``-Werror``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from cffi import FFI
+
+NATIVE_DIR = Path(__file__).resolve().parent
+HEADER = NATIVE_DIR / "sp_core.h"
+
+# cffi understands "#define NAME <integer>" in a cdef; every other
+# preprocessor line (include guards, includes) is for the compiler only.
+_INTEGER_DEFINE = re.compile(r"#\s*define\s+\w+\s+-?(0[xX][0-9a-fA-F]+|\d+)[uUlL]*\s*$")
+
+
+def cdef_from_header(text: str) -> str:
+    """The header with the preprocessor lines cffi cannot read removed."""
+    lines = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#") and not _INTEGER_DEFINE.match(stripped):
+            continue
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def compile_args() -> list[str]:
+    args = ["-O2", "-Wall", "-Wextra", "-std=c11"]
+    if os.environ.get("SAFEPOINT_DEV_BUILD", "1") != "0":
+        args.append("-Werror")
+    return args
+
+
+ffibuilder = FFI()
+ffibuilder.cdef(cdef_from_header(HEADER.read_text(encoding="utf-8")))
+ffibuilder.set_source(
+    "safepoint._sp_core",
+    '#include <stddef.h>\n#include <stdint.h>\n#include "sp_core.h"\n',
+    # Relative to the project root, where setup.py runs: setuptools refuses
+    # absolute source paths in an sdist build.
+    sources=["native/sp_core.c"],
+    include_dirs=["native"],
+    extra_compile_args=compile_args(),
+)
+
+if __name__ == "__main__":
+    ffibuilder.compile(verbose=True)

@@ -1,0 +1,1 @@
+"""safepoint: an embedded, transactional, crash-safe key-value state store."""

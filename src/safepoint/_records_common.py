@@ -1,0 +1,185 @@
+"""What the two record codecs share: result types, argument checks, payloads.
+
+The native codec (``_records_native``) and the pure-Python reference
+(``_records_py``) return these same types, so a test can compare their
+results with ``==``.  Payload encoding and decoding are plain Python in both:
+the hot part of a commit is the CRC, and ``b"".join`` already copies each key
+and value exactly once.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable
+from typing import NamedTuple
+
+from .format import (
+    MAX_KEY_SIZE,
+    MAX_PAYLOAD_SIZE,
+    OP_COUNT,
+    OP_DELETE,
+    OP_HEADER,
+    OP_HEADER_SIZE,
+    OP_PUT,
+)
+
+U32_MAX = (1 << 32) - 1
+U64_MAX = (1 << 64) - 1
+
+Op = tuple[int, bytes, "bytes | None"]
+
+
+class RecordInfo(NamedTuple):
+    """One valid record found by a scan."""
+
+    offset: int  # first byte of the record, relative to the start of the buffer
+    length: int  # whole record: RECORD_HEADER_SIZE + payload length
+    lsn: int
+    time_ns: int
+    op_count: int
+
+
+class ScanResult(NamedTuple):
+    """The valid records at the start of a buffer, and where and why they end."""
+
+    records: list[RecordInfo]
+    status: int  # SP_END / SP_ZERO (clean end) or the first problem, SP_TRUNCATED..
+    offset: int  # first byte not consumed: where the scan stopped
+    next_lsn: int  # the LSN a record at ``offset`` would have to carry
+
+
+def check_uint(name: str, value: int, maximum: int) -> int:
+    """``value`` as an int in [0, maximum]; TypeError / ValueError otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if not 0 <= value <= maximum:
+        raise ValueError(f"{name} must be in [0, {maximum}], got {value}")
+    return value
+
+
+def byte_view(buf: object) -> memoryview:
+    """A flat unsigned-byte view of any contiguous bytes-like object.
+
+    The caller releases it (``with``) so that an mmap can be closed after.
+    """
+    view = memoryview(buf)  # type: ignore[arg-type]  # TypeError if not bytes-like
+    if view.format == "B" and view.ndim == 1 and view.c_contiguous:
+        return view
+    if not view.c_contiguous:
+        view.release()
+        raise TypeError("buffer must be C-contiguous")
+    with view:
+        return view.cast("B")
+
+
+def check_start(start: int, length: int) -> int:
+    """``start`` checked as an offset into a buffer of ``length`` bytes."""
+    return check_uint("start", start, length)
+
+
+# --- payloads ------------------------------------------------------------------
+
+_ONE_OP = struct.Struct("<IBHI")  # op_count = 1, then the op header
+_ONE_OP_LIMIT = MAX_PAYLOAD_SIZE - _ONE_OP.size
+
+
+def encode_payload(ops: Iterable[Op]) -> bytes:
+    """The payload of one record: op_count, then each (kind, key, value) op.
+
+    ``kind`` is OP_PUT (value: bytes-like) or OP_DELETE (value: None).  Keys
+    and values are any bytes-like objects.  ValueError for an unknown kind, a
+    key longer than MAX_KEY_SIZE or a payload over MAX_PAYLOAD_SIZE;
+    TypeError for values that are not bytes-like.
+    """
+    # The single put of an autocommit is the hot path: one pack, one join.
+    if type(ops) is list or type(ops) is tuple:
+        if len(ops) == 1:
+            kind, key, value = ops[0]
+            if (
+                kind == OP_PUT
+                and type(key) is bytes
+                and type(value) is bytes
+                and len(key) <= MAX_KEY_SIZE
+                and len(value) <= _ONE_OP_LIMIT - len(key)
+            ):
+                return b"".join((_ONE_OP.pack(1, OP_PUT, len(key), len(value)), key, value))
+    parts = [b""]
+    size = OP_COUNT.size
+    count = 0
+    for op in ops:
+        kind, key, value = op
+        key_len = _nbytes(key, "key")
+        if key_len > MAX_KEY_SIZE:
+            raise ValueError(f"key of {key_len} bytes is longer than {MAX_KEY_SIZE}")
+        if kind == OP_PUT:
+            if value is None:
+                raise TypeError("a put needs a bytes-like value, not None")
+            value_len = _nbytes(value, "value")
+        elif kind == OP_DELETE:
+            if value is not None:
+                raise ValueError("a delete carries no value (pass None)")
+            value_len = 0
+        else:
+            raise ValueError(f"unknown op kind {kind!r}")
+        size += OP_HEADER_SIZE + key_len + value_len
+        if size > MAX_PAYLOAD_SIZE:
+            raise ValueError(f"payload is larger than MAX_PAYLOAD_SIZE ({MAX_PAYLOAD_SIZE})")
+        parts.append(OP_HEADER.pack(kind, key_len, value_len))
+        parts.append(key)
+        if value_len:
+            parts.append(value)
+        count += 1
+    parts[0] = OP_COUNT.pack(count)
+    return b"".join(parts)
+
+
+def _nbytes(obj: object, what: str) -> int:
+    if type(obj) is bytes:
+        return len(obj)
+    if isinstance(obj, str):
+        raise TypeError(f"{what} must be bytes-like, not str (encode it first)")
+    try:
+        with memoryview(obj) as view:  # type: ignore[arg-type]
+            if not view.c_contiguous:
+                raise TypeError(f"{what} must be a C-contiguous bytes-like object")
+            return view.nbytes
+    except TypeError:
+        raise TypeError(f"{what} must be bytes-like, not {type(obj).__name__}") from None
+
+
+def decode_payload(payload: object) -> list[tuple[int, bytes, bytes | None]]:
+    """The ops of a payload as (kind, key, value) tuples; value None for a delete.
+
+    ValueError if the payload does not parse exactly (docs/format.md).
+    """
+    with byte_view(payload) as view:
+        end = len(view)
+        if end < OP_COUNT.size:
+            raise ValueError(f"payload of {end} bytes has no op count")
+        (count,) = OP_COUNT.unpack_from(view, 0)
+        pos = OP_COUNT.size
+        ops: list[tuple[int, bytes, bytes | None]] = []
+        unpack = OP_HEADER.unpack_from
+        for index in range(count):
+            if end - pos < OP_HEADER_SIZE:
+                raise ValueError(f"op {index} of {count}: header runs past the payload")
+            kind, key_len, value_len = unpack(view, pos)
+            pos += OP_HEADER_SIZE
+            if kind == OP_DELETE and value_len:
+                raise ValueError(f"op {index}: a delete with a {value_len}-byte value")
+            if kind != OP_PUT and kind != OP_DELETE:
+                raise ValueError(f"op {index}: unknown kind {kind}")
+            if key_len > MAX_KEY_SIZE:
+                raise ValueError(f"op {index}: key of {key_len} bytes")
+            if key_len + value_len > end - pos:
+                raise ValueError(f"op {index}: key or value runs past the payload")
+            key = bytes(view[pos : pos + key_len])
+            pos += key_len
+            if kind == OP_PUT:
+                ops.append((kind, key, bytes(view[pos : pos + value_len])))
+            else:
+                ops.append((kind, key, None))
+            pos += value_len
+        if pos != end:
+            raise ValueError(f"{end - pos} bytes left over after {count} ops")
+        return ops

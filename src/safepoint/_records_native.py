@@ -1,0 +1,150 @@
+"""The native record codec: thin wrappers over native/sp_core.c through cffi.
+
+Same signatures and results as the reference ``_records_py``.  Buffers are
+passed to C without a copy (``ffi.from_buffer``) and borrowed only for the
+duration of a call; an mmap can be closed as soon as a call returns.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from ._records_common import (
+    U32_MAX,
+    U64_MAX,
+    RecordInfo,
+    ScanResult,
+    byte_view,
+    check_start,
+    check_uint,
+)
+from ._sp_core import ffi, lib
+from .format import (
+    MAX_PAYLOAD_SIZE,
+    MIN_PAYLOAD_SIZE,
+    RECORD_HEADER_SIZE,
+    SP_BAD_LENGTH,
+    SP_BAD_PAYLOAD,
+    SP_OK,
+    STATUS_NAMES,
+)
+
+BACKEND = "native"
+
+# sp_record as laid out by the compiler: three u64 then two u32, no padding.
+_SP_RECORD = struct.Struct("=QQQII")
+assert ffi.sizeof("sp_record") == _SP_RECORD.size
+_MAX_OUT = 4096  # records per sp_scan call; the scan loops until a real end
+_MIN_RECORD_SIZE = RECORD_HEADER_SIZE + MIN_PAYLOAD_SIZE
+
+
+def _check(rc: int, what: str) -> None:
+    """Turn an sp_* status into the exception the reference codec raises."""
+    if rc == SP_OK:
+        return
+    if rc in (SP_BAD_LENGTH, SP_BAD_PAYLOAD):
+        raise ValueError(f"{what}: {STATUS_NAMES[rc]}")
+    raise RuntimeError(f"{what}: unexpected status {rc} ({STATUS_NAMES.get(rc, '?')})")
+
+
+def crc32c(data: object, seed: int = 0) -> int:
+    """CRC32C of ``data`` continuing from ``seed`` (the CRC of what came before)."""
+    check_uint("seed", seed, U32_MAX)
+    if type(data) is bytes:
+        return int(lib.sp_crc32c(seed, data, len(data)))
+    with byte_view(data) as view, ffi.from_buffer("uint8_t[]", view) as ptr:
+        return int(lib.sp_crc32c(seed, ptr, len(view)))
+
+
+def _crc32c_portable(data: object, seed: int = 0) -> int:
+    """The table-driven path alone (tests compare it with the hardware one)."""
+    check_uint("seed", seed, U32_MAX)
+    with byte_view(data) as view, ffi.from_buffer("uint8_t[]", view) as ptr:
+        return int(lib.sp_crc32c_portable(seed, ptr, len(view)))
+
+
+def _crc32c_hardware() -> bool:
+    """True if crc32c() uses the CPU's CRC32 instruction."""
+    return bool(lib.sp_crc32c_hardware())
+
+
+def store_seed(store_id: bytes) -> int:
+    """The CRC seed of a store's records: ``crc32c(store_id)``."""
+    return crc32c(store_id)
+
+
+def check_payload(payload: object) -> int:
+    """The op count of a payload that parses exactly; ValueError otherwise."""
+    count = ffi.new("uint32_t *")
+    with byte_view(payload) as view, ffi.from_buffer("uint8_t[]", view) as ptr:
+        _check(lib.sp_payload_check(ptr, len(view), count), "payload")
+    return int(count[0])
+
+
+def encode_record(seed: int, lsn: int, time_ns: int, payload: object) -> bytes:
+    """One whole record (header + payload) for a payload from encode_payload.
+
+    ValueError if the payload length is outside [MIN_PAYLOAD_SIZE,
+    MAX_PAYLOAD_SIZE] or the payload does not parse.
+    """
+    check_uint("seed", seed, U32_MAX)
+    check_uint("lsn", lsn, U64_MAX)
+    check_uint("time_ns", time_ns, U64_MAX)
+    with byte_view(payload) as view:
+        length = len(view)
+        if not MIN_PAYLOAD_SIZE <= length <= MAX_PAYLOAD_SIZE:
+            raise ValueError(
+                f"payload of {length} bytes is outside [{MIN_PAYLOAD_SIZE}, {MAX_PAYLOAD_SIZE}]"
+            )
+        out = bytearray(RECORD_HEADER_SIZE + length)
+        written = ffi.new("size_t *")
+        with ffi.from_buffer("uint8_t[]", view) as src, ffi.from_buffer("uint8_t[]", out) as dst:
+            rc = lib.sp_record_encode(dst, len(out), seed, lsn, time_ns, src, length, written)
+        _check(rc, "encode_record")
+    return bytes(out)
+
+
+def scan(buf: object, seed: int, expect_lsn: int, start: int = 0) -> ScanResult:
+    """Validate the records of ``buf[start:]``, the first carrying ``expect_lsn``.
+
+    Applies the rules of docs/format.md in order at each record and stops at
+    the first that fails (or at a clean end).  Offsets are relative to the
+    start of ``buf``.
+    """
+    check_uint("seed", seed, U32_MAX)
+    check_uint("expect_lsn", expect_lsn, U64_MAX)
+    with byte_view(buf) as view, ffi.from_buffer("uint8_t[]", view) as base:
+        end = len(view)
+        offset = check_start(start, end)
+        # A record takes at least 28 bytes: a small buffer gets a small array.
+        cap = max(1, min(_MAX_OUT, (end - offset) // _MIN_RECORD_SIZE))
+        out = ffi.new("sp_record[]", cap)
+        res = ffi.new("sp_scan_result *")
+        records: list[RecordInfo] = []
+        while True:
+            rc = lib.sp_scan(base + offset, end - offset, seed, expect_lsn, out, cap, res)
+            raw = ffi.buffer(out, res.count * _SP_RECORD.size)
+            records.extend(
+                RecordInfo(offset + rel, length, lsn, time_ns, op_count)
+                for rel, lsn, time_ns, length, op_count in _SP_RECORD.iter_unpack(raw)
+            )
+            offset += res.offset
+            expect_lsn = res.next_lsn
+            if rc != SP_OK:
+                return ScanResult(records, rc, offset, expect_lsn)
+
+
+def find_valid(buf: object, seed: int, min_lsn: int, start: int = 0) -> tuple[int, int] | None:
+    """(offset, lsn) of the first whole, valid record in ``buf[start:]`` whose
+    lsn is in [min_lsn, min_lsn + 2**32), or None.  Used to resynchronise
+    after damage: is there anything valid after the stop?"""
+    check_uint("seed", seed, U32_MAX)
+    check_uint("min_lsn", min_lsn, U64_MAX)
+    found = ffi.new("uint64_t[2]")
+    with byte_view(buf) as view, ffi.from_buffer("uint8_t[]", view) as base:
+        end = len(view)
+        offset = check_start(start, end)
+        rc = lib.sp_find_valid(base + offset, end - offset, seed, min_lsn, found, found + 1)
+    if rc != SP_OK:
+        return None
+    return offset + int(found[0]), int(found[1])

@@ -1,0 +1,69 @@
+"""The record codec: encode, CRC32C, scan and resynchronise WAL records.
+
+The native core (``_records_native``, C through cffi) is used by default.
+``SAFEPOINT_BACKEND=python`` selects the pure-Python reference
+(``_records_py``) instead, for tests and for a machine where the extension
+could not be built.  A native core that fails to import is an error, never a
+silent fallback: the reference is many times slower, and a store that
+quietly runs on it is a bug report waiting to happen.
+
+Both backends have identical signatures and results; tests/test_records.py
+holds them to that.  ``BACKEND`` names the one in use.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ._records_common import RecordInfo, ScanResult, decode_payload, encode_payload
+from .format import RECORD_HEADER_SIZE
+
+_CHOICE = os.environ.get("SAFEPOINT_BACKEND", "native") or "native"
+
+if _CHOICE == "python":
+    from ._records_py import (
+        BACKEND,
+        check_payload,
+        crc32c,
+        encode_record,
+        find_valid,
+        scan,
+        store_seed,
+    )
+elif _CHOICE == "native":
+    try:
+        from ._records_native import (
+            BACKEND,
+            check_payload,
+            crc32c,
+            encode_record,
+            find_valid,
+            scan,
+            store_seed,
+        )
+    except ImportError as exc:
+        raise ImportError(
+            "safepoint: the native core (safepoint._sp_core) failed to import "
+            f"({exc}). Reinstall safepoint where a C compiler and cffi are available "
+            "(pip install --force-reinstall --no-binary safepoint safepoint), or set "
+            "SAFEPOINT_BACKEND=python to run on the slow pure-Python reference codec."
+        ) from exc
+else:
+    raise ImportError(
+        f"safepoint: SAFEPOINT_BACKEND={_CHOICE!r} is not a backend; use 'native' or 'python'"
+    )
+
+__all__ = [
+    "BACKEND",
+    "RECORD_HEADER_SIZE",
+    "RecordInfo",
+    "ScanResult",
+    "check_payload",
+    "crc32c",
+    "decode_payload",
+    "encode_payload",
+    "encode_record",
+    "find_valid",
+    "scan",
+    "store_seed",
+]
