@@ -1,7 +1,8 @@
 """cffi builder for safepoint's native core (``safepoint._sp_core``).
 
 setup.py names this file in ``cffi_modules``, so the extension is compiled by
-``pip install`` (out-of-line API mode) and never at import time. The cdef is
+``pip install`` (out-of-line API mode) and never at import time; during
+development ``pip install -e .`` puts it in src/safepoint/.  The cdef is
 native/sp_core.h itself: one file declares the C API for the compiler and for
 cffi, so the two cannot drift apart.
 
@@ -57,6 +58,3 @@ ffibuilder.set_source(
     include_dirs=["native"],
     extra_compile_args=compile_args(),
 )
-
-if __name__ == "__main__":
-    ffibuilder.compile(verbose=True)

@@ -115,19 +115,19 @@ def encode_payload(ops: Iterable[Op]) -> bytes:
             if value is None:
                 raise TypeError("a put needs a bytes-like value, not None")
             value_len = _nbytes(value, "value")
+            data: tuple[bytes, ...] = (key, value)
         elif kind == OP_DELETE:
             if value is not None:
                 raise ValueError("a delete carries no value (pass None)")
             value_len = 0
+            data = (key,)
         else:
             raise ValueError(f"unknown op kind {kind!r}")
         size += OP_HEADER_SIZE + key_len + value_len
         if size > MAX_PAYLOAD_SIZE:
             raise ValueError(f"payload is larger than MAX_PAYLOAD_SIZE ({MAX_PAYLOAD_SIZE})")
         parts.append(OP_HEADER.pack(kind, key_len, value_len))
-        parts.append(key)
-        if value_len:
-            parts.append(value)
+        parts.extend(data)
         count += 1
     parts[0] = OP_COUNT.pack(count)
     return b"".join(parts)

@@ -152,6 +152,5 @@ def _check_record(view: memoryview, offset: int, seed: int, expect_lsn: int) -> 
     return None
 
 
-
 def _payload_op_count(view: memoryview) -> int:
     return len(decode_payload(view))

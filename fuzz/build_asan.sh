@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Build the native core with AddressSanitizer and UndefinedBehaviorSanitizer
+# and run the codec tests against that build: every scan, encode and CRC the
+# hypothesis tests drive then checks for out-of-bounds reads and UB.
+#
+#   fuzz/build_asan.sh                       # tests/test_records.py + test_format.py
+#   HYPOTHESIS_PROFILE=ci fuzz/build_asan.sh -k damage
+#
+# The sanitized extension lives in a temporary copy of src/; the installed
+# one is not touched.  PYTHONMALLOC=malloc gives every Python buffer its own
+# heap block with ASan red zones around it.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+python=${PYTHON:-python3}
+cc=${CC:-gcc}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+cp -r "$root/src" "$root/native" "$work/"
+rm -f "$work"/src/safepoint/_sp_core*.so
+sanitize="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
+(
+    cd "$work"
+    # cffi compiles with tmpdir as the working directory, and build.py names
+    # its source relative to the project root: build here, then move it in.
+    CC=$cc CFLAGS="$sanitize -g" LDFLAGS="$sanitize" "$python" -c \
+        "import sys; sys.path.insert(0, 'native'); import build; build.ffibuilder.compile(tmpdir='.')" \
+        >/dev/null
+    mv safepoint/_sp_core*.so src/safepoint/
+)
+
+preload="$("$cc" -print-file-name=libasan.so) $("$cc" -print-file-name=libubsan.so)"
+cd "$root"
+ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+LD_PRELOAD=$preload PYTHONMALLOC=malloc PYTHONPATH="$work/src" \
+    "$python" -m pytest -q -p no:cacheprovider tests/test_records.py tests/test_format.py "$@"
