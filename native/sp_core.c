@@ -176,15 +176,16 @@ int sp_payload_check(const uint8_t *payload, size_t len, uint32_t *op_count)
 /* ---- encode -------------------------------------------------------------- */
 
 int sp_record_encode(uint8_t *out, size_t cap, uint32_t seed, uint64_t lsn,
-                     uint64_t time_ns, const uint8_t *payload,
-                     size_t payload_len, size_t *written)
+                     uint64_t time_ns, uint64_t durable_lsn,
+                     const uint8_t *payload, size_t payload_len,
+                     size_t *written)
 {
     uint32_t op_count;
 
     *written = 0;
     if (payload_len < SP_MIN_PAYLOAD_SIZE || payload_len > SP_MAX_PAYLOAD_SIZE)
         return SP_BAD_LENGTH;
-    size_t total = SP_RECORD_HEADER_SIZE + payload_len; /* <= 1 GiB + 24 */
+    size_t total = SP_RECORD_HEADER_SIZE + payload_len; /* <= 1 GiB + 32 */
     if (cap < total) {
         *written = total;
         return SP_NO_SPACE;
@@ -192,11 +193,12 @@ int sp_record_encode(uint8_t *out, size_t cap, uint32_t seed, uint64_t lsn,
     if (sp_payload_check(payload, payload_len, &op_count) != SP_OK)
         return SP_BAD_PAYLOAD;
 
-    /* memmove: a caller may have built the payload in place at out + 24. */
+    /* memmove: a caller may have built the payload in place after the header. */
     memmove(out + SP_RECORD_HEADER_SIZE, payload, payload_len);
     store_u32(out + 4, (uint32_t)payload_len);
     store_u64(out + 8, lsn);
     store_u64(out + 16, time_ns);
+    store_u64(out + 24, durable_lsn);
     store_u32(out, sp_crc32c(seed, out + 4, total - 4));
     *written = total;
     return SP_OK;
@@ -251,7 +253,7 @@ int sp_scan(const uint8_t *buf, size_t len, uint32_t seed, uint64_t expect_lsn,
             status = SP_BAD_LENGTH;
             break;
         }
-        /* Rule 3: left >= 24 here, so the subtraction cannot wrap. */
+        /* Rule 3: left >= the header size here, so this cannot wrap. */
         if (length > left - SP_RECORD_HEADER_SIZE) {
             status = SP_TRUNCATED;
             break;
@@ -273,6 +275,7 @@ int sp_scan(const uint8_t *buf, size_t len, uint32_t seed, uint64_t expect_lsn,
         out[count].offset = off;
         out[count].lsn = lsn;
         out[count].time_ns = load_u64(rec + 16);
+        out[count].durable_lsn = load_u64(rec + 24);
         out[count].length = (uint32_t)(SP_RECORD_HEADER_SIZE + length);
         out[count].op_count = op_count;
         count++;

@@ -21,7 +21,7 @@
 #define SP_BAD_PAYLOAD 7
 #define SP_NO_SPACE 8
 
-#define SP_RECORD_HEADER_SIZE 24
+#define SP_RECORD_HEADER_SIZE 32
 #define SP_OP_HEADER_SIZE 7
 #define SP_MIN_PAYLOAD_SIZE 4
 #define SP_MAX_PAYLOAD_SIZE 1073741824
@@ -34,6 +34,7 @@ typedef struct {
     uint64_t offset;    /* first byte of the record in the scanned buffer */
     uint64_t lsn;
     uint64_t time_ns;
+    uint64_t durable_lsn; /* highest LSN on disk when this record was written */
     uint32_t length;    /* whole record: header + payload */
     uint32_t op_count;
 } sp_record;
@@ -59,12 +60,15 @@ int sp_crc32c_hardware(void);
 int sp_payload_check(const uint8_t *payload, size_t len, uint32_t *op_count);
 
 /* Encode one record (one transaction) into out[0..cap): header, the payload
- * copied verbatim, CRC over everything after the CRC seeded with seed.
- * SP_NO_SPACE if cap is too small, SP_BAD_LENGTH if payload_len is out of
- * range, SP_BAD_PAYLOAD if it does not parse.  *written = record length. */
+ * copied verbatim (it may already sit at out + SP_RECORD_HEADER_SIZE), CRC
+ * over everything after the CRC seeded with seed.  SP_BAD_LENGTH if
+ * payload_len is out of range, SP_NO_SPACE if cap is too small (*written =
+ * the size needed), SP_BAD_PAYLOAD if it does not parse.  On SP_OK *written =
+ * record length; on any other status nothing was written to out. */
 int sp_record_encode(uint8_t *out, size_t cap, uint32_t seed, uint64_t lsn,
-                     uint64_t time_ns, const uint8_t *payload,
-                     size_t payload_len, size_t *written);
+                     uint64_t time_ns, uint64_t durable_lsn,
+                     const uint8_t *payload, size_t payload_len,
+                     size_t *written);
 
 /* Validate records in buf[0..len) starting at offset 0, the first expected
  * to carry expect_lsn.  Writes up to out_cap records to out and fills *res.
@@ -75,7 +79,9 @@ int sp_scan(const uint8_t *buf, size_t len, uint32_t seed, uint64_t expect_lsn,
             sp_record *out, size_t out_cap, sp_scan_result *res);
 
 /* Resynchronise after damage: find the smallest offset in buf[0..len) where a
- * whole, CRC-valid record with a parseable payload and lsn >= min_lsn begins.
- * SP_OK with *offset and *lsn set if found, SP_END if there is none. */
+ * whole, CRC-valid record with a parseable payload and min_lsn <= lsn <
+ * min_lsn + 2^32 begins (the window lets most offsets be rejected without a
+ * CRC; no log is 2^32 records ahead of where it was damaged).  SP_OK with
+ * *offset and *lsn set if found, SP_END if there is none. */
 int sp_find_valid(const uint8_t *buf, size_t len, uint32_t seed,
                   uint64_t min_lsn, uint64_t *offset, uint64_t *lsn);

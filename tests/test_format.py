@@ -19,12 +19,13 @@ EXAMPLE_STORE_ID = bytes.fromhex("00112233445566778899aabbccddeeff")
 EXAMPLE_SEED = 0x48DFE982
 EXAMPLE_TIME_NS = 1700000000000000000
 EXAMPLE_PAYLOAD = bytes.fromhex("01000000 01 0100 01000000 6b 76")
-EXAMPLE_CRC = 0x5F811DEC
+EXAMPLE_CRC = 0x5D572757
 EXAMPLE_RECORD = bytes.fromhex(
-    "ec1d815f"  # crc
+    "5727575d"  # crc
     "0d000000"  # length 13
     "0100000000000000"  # lsn 1
     "00002a36fe9c9717"  # time_ns
+    "0000000000000000"  # durable_lsn
     "01000000 01 0100 01000000 6b 76"  # one put k=v
 )
 
@@ -54,8 +55,8 @@ def test_worked_example_crc_covers_everything_after_itself(codec):
 
 def test_worked_example_scans_as_one_record(codec):
     res = codec.scan(EXAMPLE_RECORD, EXAMPLE_SEED, 1)
-    assert res.records == [(0, 37, 1, EXAMPLE_TIME_NS, 1)]
-    assert (res.status, res.offset, res.next_lsn) == (format.SP_END, 37, 2)
+    assert res.records == [(0, 45, 1, EXAMPLE_TIME_NS, 1, 0)]
+    assert (res.status, res.offset, res.next_lsn) == (format.SP_END, 45, 2)
 
 
 def test_record_header_layout_matches_its_size():

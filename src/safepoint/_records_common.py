@@ -37,6 +37,7 @@ class RecordInfo(NamedTuple):
     lsn: int
     time_ns: int
     op_count: int
+    durable_lsn: int  # highest LSN on disk when the writer wrote this record
 
 
 class ScanResult(NamedTuple):

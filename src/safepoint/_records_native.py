@@ -31,8 +31,8 @@ from .format import (
 
 BACKEND = "native"
 
-# sp_record as laid out by the compiler: three u64 then two u32, no padding.
-_SP_RECORD = struct.Struct("=QQQII")
+# sp_record as laid out by the compiler: four u64 then two u32, no padding.
+_SP_RECORD = struct.Struct("=QQQQII")
 assert ffi.sizeof("sp_record") == _SP_RECORD.size
 _MAX_OUT = 4096  # records per sp_scan call; the scan loops until a real end
 _MIN_RECORD_SIZE = RECORD_HEADER_SIZE + MIN_PAYLOAD_SIZE
@@ -81,15 +81,20 @@ def check_payload(payload: object) -> int:
     return int(count[0])
 
 
-def encode_record(seed: int, lsn: int, time_ns: int, payload: object) -> bytes:
+def encode_record(
+    seed: int, lsn: int, time_ns: int, payload: object, durable_lsn: int = 0
+) -> bytes:
     """One whole record (header + payload) for a payload from encode_payload.
 
-    ValueError if the payload length is outside [MIN_PAYLOAD_SIZE,
-    MAX_PAYLOAD_SIZE] or the payload does not parse.
+    ``durable_lsn`` is the highest LSN known to be on disk as the record is
+    written (docs/design.md, "Telling a torn tail from damage").  ValueError
+    if the payload length is outside [MIN_PAYLOAD_SIZE, MAX_PAYLOAD_SIZE] or
+    the payload does not parse.
     """
     check_uint("seed", seed, U32_MAX)
     check_uint("lsn", lsn, U64_MAX)
     check_uint("time_ns", time_ns, U64_MAX)
+    check_uint("durable_lsn", durable_lsn, U64_MAX)
     with byte_view(payload) as view:
         length = len(view)
         if not MIN_PAYLOAD_SIZE <= length <= MAX_PAYLOAD_SIZE:
@@ -99,7 +104,9 @@ def encode_record(seed: int, lsn: int, time_ns: int, payload: object) -> bytes:
         out = bytearray(RECORD_HEADER_SIZE + length)
         written = ffi.new("size_t *")
         with ffi.from_buffer("uint8_t[]", view) as src, ffi.from_buffer("uint8_t[]", out) as dst:
-            rc = lib.sp_record_encode(dst, len(out), seed, lsn, time_ns, src, length, written)
+            rc = lib.sp_record_encode(
+                dst, len(out), seed, lsn, time_ns, durable_lsn, src, length, written
+            )
         _check(rc, "encode_record")
     return bytes(out)
 
@@ -125,8 +132,8 @@ def scan(buf: object, seed: int, expect_lsn: int, start: int = 0) -> ScanResult:
             rc = lib.sp_scan(base + offset, end - offset, seed, expect_lsn, out, cap, res)
             raw = ffi.buffer(out, res.count * _SP_RECORD.size)
             records.extend(
-                RecordInfo(offset + rel, length, lsn, time_ns, op_count)
-                for rel, lsn, time_ns, length, op_count in _SP_RECORD.iter_unpack(raw)
+                RecordInfo(offset + rel, length, lsn, time_ns, op_count, durable)
+                for rel, lsn, time_ns, durable, length, op_count in _SP_RECORD.iter_unpack(raw)
             )
             offset += res.offset
             expect_lsn = res.next_lsn

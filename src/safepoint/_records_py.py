@@ -60,15 +60,20 @@ def check_payload(payload: object) -> int:
         return _payload_op_count(view)
 
 
-def encode_record(seed: int, lsn: int, time_ns: int, payload: object) -> bytes:
+def encode_record(
+    seed: int, lsn: int, time_ns: int, payload: object, durable_lsn: int = 0
+) -> bytes:
     """One whole record (header + payload) for a payload from encode_payload.
 
-    ValueError if the payload length is outside [MIN_PAYLOAD_SIZE,
-    MAX_PAYLOAD_SIZE] or the payload does not parse.
+    ``durable_lsn`` is the highest LSN known to be on disk as the record is
+    written (docs/design.md, "Telling a torn tail from damage").  ValueError
+    if the payload length is outside [MIN_PAYLOAD_SIZE, MAX_PAYLOAD_SIZE] or
+    the payload does not parse.
     """
     check_uint("seed", seed, U32_MAX)
     check_uint("lsn", lsn, U64_MAX)
     check_uint("time_ns", time_ns, U64_MAX)
+    check_uint("durable_lsn", durable_lsn, U64_MAX)
     with byte_view(payload) as view:
         length = len(view)
         if not MIN_PAYLOAD_SIZE <= length <= MAX_PAYLOAD_SIZE:
@@ -76,7 +81,8 @@ def encode_record(seed: int, lsn: int, time_ns: int, payload: object) -> bytes:
                 f"payload of {length} bytes is outside [{MIN_PAYLOAD_SIZE}, {MAX_PAYLOAD_SIZE}]"
             )
         _payload_op_count(view)
-        body = RECORD_HEADER.pack(0, length, lsn, time_ns)[RECORD_CRC_START:] + view
+        header = RECORD_HEADER.pack(0, length, lsn, time_ns, durable_lsn)
+        body = header[RECORD_CRC_START:] + view
     crc = _crc32c.crc32c(body, value=seed)
     return crc.to_bytes(4, "little") + body
 
@@ -98,10 +104,11 @@ def scan(buf: object, seed: int, expect_lsn: int, start: int = 0) -> ScanResult:
             status = _check_record(view, offset, seed, expect_lsn)
             if status is not None:
                 return ScanResult(records, status, offset, expect_lsn)
-            _, length, lsn, time_ns = RECORD_HEADER.unpack_from(view, offset)
+            _, length, lsn, time_ns, durable_lsn = RECORD_HEADER.unpack_from(view, offset)
             body = offset + RECORD_HEADER_SIZE
             op_count = OP_COUNT.unpack_from(view, body)[0]
-            records.append(RecordInfo(offset, RECORD_HEADER_SIZE + length, lsn, time_ns, op_count))
+            size = RECORD_HEADER_SIZE + length
+            records.append(RecordInfo(offset, size, lsn, time_ns, op_count, durable_lsn))
             offset = body + length
             expect_lsn = (expect_lsn + 1) & U64_MAX
 
@@ -115,7 +122,7 @@ def find_valid(buf: object, seed: int, min_lsn: int, start: int = 0) -> tuple[in
     with byte_view(buf) as view:
         end = len(view)
         for offset in range(check_start(start, end), end - RECORD_HEADER_SIZE + 1):
-            _, length, lsn, _ = RECORD_HEADER.unpack_from(view, offset)
+            _, length, lsn, _, _ = RECORD_HEADER.unpack_from(view, offset)
             if not MIN_PAYLOAD_SIZE <= length <= MAX_PAYLOAD_SIZE:
                 continue
             if length > end - offset - RECORD_HEADER_SIZE:
@@ -135,7 +142,7 @@ def _check_record(view: memoryview, offset: int, seed: int, expect_lsn: int) -> 
         return SP_END
     if view[offset : offset + RECORD_HEADER_SIZE] == _ZERO_HEADER:
         return SP_ZERO
-    crc, length, lsn, _ = RECORD_HEADER.unpack_from(view, offset)
+    crc, length, lsn, _, _ = RECORD_HEADER.unpack_from(view, offset)
     if not MIN_PAYLOAD_SIZE <= length <= MAX_PAYLOAD_SIZE:  # rule 2
         return SP_BAD_LENGTH
     if length > left - RECORD_HEADER_SIZE:  # rule 3

@@ -22,8 +22,8 @@ SEGMENT_SUFFIX = ".wal"
 PREPARED_SEGMENT_NAME = "prepared.tmp"
 
 # --- record -----------------------------------------------------------------
-RECORD_HEADER = struct.Struct("<IIQQ")  # crc, length, lsn, time_ns
-RECORD_HEADER_SIZE = 4 + 4 + 8 + 8  # = 24
+RECORD_HEADER = struct.Struct("<IIQQQ")  # crc, length, lsn, time_ns, durable_lsn
+RECORD_HEADER_SIZE = 4 + 4 + 8 + 8 + 8  # = 32
 RECORD_CRC_START = 4  # the CRC covers everything after itself
 OP_COUNT = struct.Struct("<I")
 OP_HEADER = struct.Struct("<BHI")  # kind, key_len, value_len
