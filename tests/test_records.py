@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import random
 import subprocess
 import sys
 
@@ -151,6 +152,26 @@ def test_hardware_portable_and_package_crc32c_agree(data, seed, skip):
     assert native.crc32c(view, seed) == want
     assert native._crc32c_portable(view, seed) == want
     assert reference.crc32c(view, seed) == want
+
+
+LONG_DATA = random.Random(1).randbytes(100_000)
+CRC_BLOCK = 4096  # sp_core.c's interleaved hardware path takes 3 blocks at a time
+
+
+@settings(max_examples=EXAMPLES)
+@given(length=st.integers(0, 80_000), skip=st.integers(0, 15), seed=seeds)
+def test_crc32c_agrees_on_long_buffers(length, skip, seed):
+    view = memoryview(LONG_DATA)[skip : skip + length]
+    want = crc32c_package.crc32c(view, value=seed)
+    assert native.crc32c(view, seed) == want
+    assert native._crc32c_portable(view, seed) == want
+
+
+@pytest.mark.parametrize("blocks", [3, 6, 9])
+@pytest.mark.parametrize("extra", [-9, -8, -1, 0, 1, 7, 8, 9, 4095])
+def test_crc32c_agrees_at_the_interleaving_boundaries(blocks, extra):
+    data = LONG_DATA[: blocks * CRC_BLOCK + extra]
+    assert native.crc32c(data, 5) == crc32c_package.crc32c(data, value=5)
 
 
 def test_native_crc32c_uses_the_hardware_when_the_cpu_has_it():
