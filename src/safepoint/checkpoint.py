@@ -1,0 +1,93 @@
+"""Checkpoints: fold the memtable into the base image, then retire segments.
+
+Protocol (each step's crash outcome in docs/design.md):
+
+1. Swap, under the store's write lock: the memtable becomes *frozen* and a
+   new one takes writes.  Its LSN is the last committed record.  This swap is
+   the only moment writers wait for.
+2. Make the log durable up to that LSN, so the base image never runs ahead
+   of the log (a later append must follow its predecessor without a gap).
+3. Write the frozen entries and the LSN in one LMDB write transaction,
+   durable at commit.  Readers still see the frozen memtable meanwhile.
+4. Drop the frozen memtable (readers now find the same values in the base).
+5. Delete segments whose records are all at or below the LSN; sync the dir.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .store import Store
+
+log = logging.getLogger("safepoint")
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """What one checkpoint did."""
+
+    lsn: int  # everything at or below is in the base image
+    entries: int  # memtable entries written (puts and deletes)
+    segments_retired: int
+    duration_s: float
+    swap_s: float  # how long writers were blocked
+
+
+class Checkpointer:
+    """Runs checkpoints on request and in the background, one at a time."""
+
+    def __init__(self, store: Store, *, interval: float | None) -> None:
+        self._store = store
+        self._lock = threading.Lock()  # one checkpoint at a time
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._interval = interval
+        self.error: BaseException | None = None
+        self.count = 0
+        self.last: CheckpointInfo | None = None
+        self._thread = threading.Thread(target=self._loop, name="safepoint-checkpoint", daemon=True)
+        self._thread.start()
+
+    def request(self) -> None:
+        """Ask the background thread for a checkpoint soon."""
+        self._wake.set()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            woke = self._wake.wait(self._interval)
+            if self._stop.is_set():
+                return
+            self._wake.clear()
+            if not woke and self._store._lsn_since_checkpoint() == 0:
+                continue
+            try:
+                self.run()
+            except Exception as exc:  # noqa: BLE001 - reported via stats and log
+                self.error = exc
+                log.error("safepoint: background checkpoint failed: %s", exc)
+
+    def run(self) -> CheckpointInfo:
+        """Checkpoint now, in the calling thread."""
+        with self._lock:
+            info = self._store._run_checkpoint()
+            self.count += 1
+            self.last = info
+            self.error = None
+            return info
+
+    def stop(self) -> None:
+        """Stop the background thread; waits for a checkpoint in progress."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join()
+
+
+def timed() -> float:
+    """Monotonic seconds, for durations."""
+    return time.perf_counter()

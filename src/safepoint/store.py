@@ -1,0 +1,574 @@
+"""The store: the public object that ``safepoint.open`` returns.
+
+Layers, newest first: a transaction's own writes, the memtable, the frozen
+memtable (during a checkpoint) and the LMDB base image.  Locks:
+
+* ``_write_lock`` serialises write transactions (serializable isolation);
+  held from a transaction's start to the moment its record is queued and
+  applied, *not* while its fsync runs, so committers share fsyncs;
+* ``_mem_lock`` makes applying a transaction, swapping memtables and taking
+  an iterator's snapshot atomic with respect to each other.
+
+A single-key read takes no lock: it reads the memtable, the frozen memtable
+and the base image in that order, and a checkpoint only ever moves values
+towards the base, so it sees either the old or the new value.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator, MutableMapping
+from pathlib import Path
+from typing import Any
+
+from . import records
+from .base import BaseImage
+from .checkpoint import Checkpointer, CheckpointInfo
+from .errors import (
+    ClosedError,
+    CorruptionError,
+    Error,
+    LockedError,
+    ReadOnlyError,
+    StoreFailedError,
+)
+from .format import LMDB_ENGINE, OP_DELETE, OP_PUT
+from .fs import DEFAULT_FS, File, FileSystem
+from .keys import key_range, to_key
+from .memtable import Memtable
+from .recovery import RecoveryReport, recover
+from .values import Codec, resolve
+from .wal import DEFAULT_SEGMENT_BYTES, SYNC_MODES, WalWriter
+
+log = logging.getLogger("safepoint")
+_MISSING = object()
+
+
+class DiskFullError(Error):
+    """Raised when a commit fails because the disk is full (ENOSPC/EDQUOT).
+
+    Nothing of the failed commit is applied or logged; commits succeed again
+    once space is freed.
+    """
+
+
+class Store(MutableMapping):  # type: ignore[type-arg]
+    """A transactional, crash-safe key-value store in one directory.
+
+    Use ``safepoint.open(path, ...)`` to create one.  Thread-safe.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        sync: str = "always",
+        sync_interval: float = 1.0,
+        checkpoint_bytes: int | None = 64 << 20,
+        checkpoint_interval: float | None = None,
+        recovery: str = "tolerate_tail",
+        codec: str | Codec | None = None,
+        readonly: bool = False,
+        segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+        fs: FileSystem | None = None,
+    ) -> None:
+        if sync not in SYNC_MODES:
+            raise ValueError(f"sync must be one of {SYNC_MODES}, not {sync!r}")
+        if sync == "interval" and not sync_interval > 0:
+            raise ValueError("sync_interval must be a positive number of seconds")
+        if checkpoint_bytes is not None and checkpoint_bytes <= 0:
+            raise ValueError("checkpoint_bytes must be positive (or None for no limit)")
+        if checkpoint_interval is not None and not checkpoint_interval > 0:
+            raise ValueError("checkpoint_interval must be positive seconds (or None)")
+        self.path = Path(path)
+        self.readonly = readonly
+        self.sync_mode = sync
+        self._codec = resolve(codec)
+        self._encode = self._codec.encode
+        self._decode = self._codec.decode
+        self._fs = fs or DEFAULT_FS
+        self._checkpoint_bytes = checkpoint_bytes
+        self._write_lock = threading.Lock()
+        self._mem_lock = threading.Lock()
+        self._txn_owner: int | None = None
+        self._closed = False
+        self._failed: BaseException | None = None
+        self._lock_file: File | None = None
+        self._mem = Memtable()
+        self._frozen: Memtable | None = None
+        self._wal: WalWriter | None = None
+        self._checkpointer: Checkpointer | None = None
+        self._ckpt_bytes_mark = 0
+        self._ckpt_lsn_mark = 0
+        root = str(self.path)
+        try:
+            self._open(root, recovery, sync, sync_interval, segment_bytes, checkpoint_interval)
+        except BaseException:
+            self._release()
+            raise
+
+    # --- opening ------------------------------------------------------------------
+
+    def _open(
+        self,
+        root: str,
+        mode: str,
+        sync: str,
+        sync_interval: float,
+        segment_bytes: int,
+        checkpoint_interval: float | None,
+    ) -> None:
+        fs = self._fs
+        wal_dir = os.path.join(root, "wal")
+        base_dir = os.path.join(root, "base")
+        if self.readonly:
+            if not fs.exists(os.path.join(base_dir, "data.mdb")):
+                raise FileNotFoundError(f"no safepoint store at {root}")
+        else:
+            self._create_dirs(root, wal_dir, base_dir)
+            self._lock_file = fs.try_lock(os.path.join(root, "LOCK"))
+            if self._lock_file is None:
+                raise LockedError(
+                    f"store {root} is open for writing in another process "
+                    "(open it with readonly=True to read alongside)"
+                )
+            self._lock_file.truncate(0)
+            self._lock_file.write_at(f"{os.getpid()}\n".encode(), 0)
+        self._base = BaseImage(base_dir, readonly=self.readonly)
+        store_id = self._base.store_id
+        if store_id is None:
+            if fs.exists(wal_dir) and any(n.endswith(".wal") for n in fs.listdir(wal_dir)):
+                raise CorruptionError(
+                    "base: the base image has no store id but the log has segments "
+                    "(was base/ removed or replaced?)",
+                    file="base/data.mdb",
+                )
+            if self.readonly:
+                raise Error(f"store {root} was never initialised")
+            store_id = self._base.initialise()
+        self.store_id = store_id
+        base_lsn = self._base.checkpoint_lsn
+        rec = recover(fs, root, store_id, base_lsn, self._mem, mode=mode, readonly=self.readonly)
+        self.recovery: RecoveryReport = rec.report
+        self._last_lsn = rec.next_lsn - 1
+        self._ckpt_lsn_mark = base_lsn
+        if self.readonly:
+            return
+        self._wal = WalWriter(
+            fs,
+            wal_dir,
+            store_id,
+            next_lsn=rec.next_lsn,
+            segments=rec.segments,
+            tail_offset=rec.tail_offset,
+            segment_bytes=segment_bytes,
+            sync=sync,
+            sync_interval=sync_interval,
+            on_failure=self._on_wal_failure,
+        )
+        self._checkpointer = Checkpointer(self, interval=checkpoint_interval)
+
+    def _create_dirs(self, root: str, wal_dir: str, base_dir: str) -> None:
+        fs = self._fs
+        new = not fs.exists(root)
+        fs.makedirs(root)
+        for d in (wal_dir, base_dir):
+            if not fs.exists(d):
+                fs.makedirs(d)
+                new = True
+        if new:
+            fs.sync_dir(root)
+            parent = os.path.dirname(os.path.abspath(root))
+            fs.sync_dir(parent)
+
+    def _on_wal_failure(self, exc: BaseException) -> None:
+        self._failed = exc
+        log.error("safepoint: the log failed (%s); writes are refused until reopen", exc)
+
+    # --- state checks -----------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError(f"store {self.path} is closed")
+
+    def _check_writable(self) -> None:
+        if self._closed:
+            raise ClosedError(f"store {self.path} is closed")
+        if self.readonly:
+            raise ReadOnlyError(f"store {self.path} was opened readonly=True")
+        if self._failed is not None:
+            raise StoreFailedError(
+                f"store {self.path}: an fsync or write failed ({self._failed}); "
+                "writes are refused until the store is reopened"
+            )
+
+    # --- single-key reads -----------------------------------------------------------------
+
+    def _lookup(self, key: bytes) -> bytes | None:
+        """The raw value of ``key`` (None if absent), newest layer first."""
+        mem = self._mem
+        v = mem._data.get(key, _MISSING)
+        if v is not _MISSING:
+            return v  # type: ignore[no-any-return]
+        frozen = self._frozen
+        if frozen is not None:
+            v = frozen._data.get(key, _MISSING)
+            if v is not _MISSING:
+                return v  # type: ignore[no-any-return]
+        return self._base.get(key)
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        """The value of ``key``, or ``default`` if it is missing."""
+        self._check_open()
+        raw = self._lookup(to_key(key))
+        return default if raw is None else self._decode(raw)
+
+    def __getitem__(self, key: Any) -> Any:
+        self._check_open()
+        raw = self._lookup(to_key(key))
+        if raw is None:
+            raise KeyError(key)
+        return self._decode(raw)
+
+    def __contains__(self, key: object) -> bool:
+        self._check_open()
+        return self._lookup(to_key(key)) is not None
+
+    # --- writes -----------------------------------------------------------------
+
+    def put(self, key: Any, value: Any) -> None:
+        """Set ``key`` to ``value`` in a transaction of its own.
+
+        With sync="always" the write is durable when this returns.
+        """
+        k = to_key(key)
+        v = self._encode(value)
+        self._commit({k: v})
+
+    def delete(self, key: Any) -> None:
+        """Remove ``key``; no error if it is missing."""
+        k = to_key(key)
+        self._commit({k: None}, only_if_present=True)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.put(key, value)
+
+    def __delitem__(self, key: Any) -> None:
+        k = to_key(key)
+        if not self._commit({k: None}, only_if_present=True):
+            raise KeyError(key)
+
+    def update(self, other: Any = (), /, **kwargs: Any) -> None:  # type: ignore[override]
+        """Set many keys in one transaction (one record, one fsync)."""
+        with self.transaction() as txn:
+            items = other.items() if hasattr(other, "items") else other
+            for k, v in items:
+                txn.put(k, v)
+            for k, v in kwargs.items():
+                txn.put(k, v)
+
+    def transaction(self) -> Transaction:
+        """A write transaction: ``with db.transaction() as txn: ...``.
+
+        Atomic and serializable: one write transaction runs at a time, it
+        reads its own writes, an exception in the block aborts it (nothing
+        logged or applied), and leaving the block commits it; with
+        sync="always" it is durable when the block exits.
+        """
+        from .transaction import Transaction
+
+        return Transaction(self)
+
+    def _begin_write(self) -> None:
+        me = threading.get_ident()
+        if self._txn_owner == me:
+            raise RuntimeError(
+                "this thread already has an open transaction; use its txn.put / txn.delete "
+                "(nested transactions would deadlock)"
+            )
+        self._check_writable()
+        self._write_lock.acquire()
+        self._txn_owner = me
+        if self._failed is not None or self._closed:
+            self._end_write()
+            self._check_writable()
+
+    def _end_write(self) -> None:
+        self._txn_owner = None
+        self._write_lock.release()
+
+    def _commit(self, writes: dict[bytes, bytes | None], only_if_present: bool = False) -> bool:
+        """Commit ``writes`` as one transaction; False if there was nothing to do."""
+        self._begin_write()
+        try:
+            if only_if_present:
+                writes = {k: v for k, v in writes.items() if self._lookup(k) is not None}
+            lsn = self._append_locked(writes)
+        finally:
+            self._end_write()
+        if lsn is None:
+            return False
+        self._finish(lsn)
+        return True
+
+    def _append_locked(self, writes: dict[bytes, bytes | None]) -> int | None:
+        """Queue the record and apply it; the write lock is held."""
+        if not writes:
+            return None
+        payload = records.encode_payload(
+            [(OP_PUT, k, v) if v is not None else (OP_DELETE, k, None) for k, v in writes.items()]
+        )
+        wal = self._wal
+        assert wal is not None
+        try:
+            lsn = wal.append(payload)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise DiskFullError(
+                    f"store {self.path}: disk full while extending the log; the commit was "
+                    "not applied (free space and retry)"
+                ) from exc
+            raise
+        with self._mem_lock:
+            mem = self._mem
+            for k, v in writes.items():
+                mem.put(k, v)
+            mem.last_lsn = lsn
+            self._last_lsn = lsn
+        return lsn
+
+    def _finish(self, lsn: int) -> None:
+        """Wait for the commit's durability, then maybe trigger a checkpoint."""
+        wal = self._wal
+        assert wal is not None
+        wal.flush(lsn)
+        limit = self._checkpoint_bytes
+        if limit is not None and wal.bytes_appended - self._ckpt_bytes_mark >= limit:
+            self._ckpt_bytes_mark = wal.bytes_appended
+            assert self._checkpointer is not None
+            self._checkpointer.request()
+
+    # --- iteration -----------------------------------------------------------------
+
+    def _snapshot_iter(
+        self, lo: bytes | None, hi: bytes | None, top: dict[bytes, bytes | None] | None = None
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """(key, raw value) in key order over one consistent state."""
+        self._check_open()
+        with self._mem_lock:
+            overlay: dict[bytes, bytes | None] = {}
+            frozen = self._frozen
+            if frozen is not None:
+                overlay.update(frozen.items(lo, hi))
+            overlay.update(self._mem.items(lo, hi))
+            reader = self._base.reader()
+            txn = reader.__enter__()
+        try:
+            if top:
+                for k, v in top.items():
+                    if (lo is None or k >= lo) and (hi is None or k < hi):
+                        overlay[k] = v
+            upper = sorted(overlay.items())
+            base_iter = self._base.iter_range(txn, lo, hi)
+            yield from _merge(upper, base_iter)
+        finally:
+            reader.__exit__(None, None, None)
+
+    def keys(self, prefix: Any = None, *, start: Any = None, stop: Any = None) -> Iterator[bytes]:  # type: ignore[override]
+        """Keys in byte-wise order; ``prefix`` and/or ``[start, stop)`` narrow it.
+
+        The iterator sees one consistent state: writes made while it runs
+        are not visible to it.
+        """
+        lo, hi = key_range(prefix, start, stop)
+        for k, _ in self._snapshot_iter(lo, hi):
+            yield k
+
+    def items(
+        self, prefix: Any = None, *, start: Any = None, stop: Any = None
+    ) -> Iterator[tuple[bytes, Any]]:  # type: ignore[override]
+        """(key, value) pairs in key order, over one consistent state."""
+        lo, hi = key_range(prefix, start, stop)
+        decode = self._decode
+        for k, v in self._snapshot_iter(lo, hi):
+            yield k, decode(v)
+
+    def values(self, prefix: Any = None, *, start: Any = None, stop: Any = None) -> Iterator[Any]:  # type: ignore[override]
+        """Values in key order, over one consistent state."""
+        for _, v in self.items(prefix, start=start, stop=stop):
+            yield v
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self.keys()
+
+    def __len__(self) -> int:
+        self._check_open()
+        with self._mem_lock:
+            overlay: dict[bytes, bytes | None] = {}
+            if self._frozen is not None:
+                overlay.update(self._frozen.items())
+            overlay.update(self._mem.items())
+            reader = self._base.reader()
+            txn = reader.__enter__()
+        try:
+            n = int(txn.stat(self._base._data)["entries"])
+            for k, v in overlay.items():
+                in_base = txn.get(k) is not None
+                if v is None and in_base:
+                    n -= 1
+                elif v is not None and not in_base:
+                    n += 1
+            return n
+        finally:
+            reader.__exit__(None, None, None)
+
+    # --- checkpoints -----------------------------------------------------------------
+
+    def checkpoint(self) -> CheckpointInfo:
+        """Fold the log into the base image now; returns what it did.
+
+        Writers wait only for the memtable swap; readers never wait.
+        """
+        self._check_writable()
+        assert self._checkpointer is not None
+        return self._checkpointer.run()
+
+    def _lsn_since_checkpoint(self) -> int:
+        return self._last_lsn - self._ckpt_lsn_mark
+
+    def _run_checkpoint(self) -> CheckpointInfo:
+        t0 = time.perf_counter()
+        wal = self._wal
+        assert wal is not None
+        self._begin_write()
+        try:
+            with self._mem_lock:
+                frozen = self._mem
+                lsn = self._last_lsn
+                self._frozen = frozen
+                self._mem = Memtable()
+                self._mem.last_lsn = lsn
+        finally:
+            self._end_write()
+        swap_s = time.perf_counter() - t0
+        try:
+            wal.flush(lsn, durable=True)
+            entries = self._base.write_checkpoint(frozen.items(), lsn)
+        except BaseException:
+            # Put the frozen entries back under the newer ones: nothing is lost.
+            with self._mem_lock:
+                newer = self._mem
+                for k, v in newer.items():
+                    frozen.put(k, v)
+                frozen.last_lsn = newer.last_lsn
+                self._mem = frozen
+                self._frozen = None
+            raise
+        with self._mem_lock:
+            self._frozen = None
+        self._ckpt_lsn_mark = lsn
+        retired = wal.retire_through(lsn)
+        info = CheckpointInfo(lsn, entries, len(retired), time.perf_counter() - t0, swap_s)
+        log.debug("safepoint: checkpoint %s", info)
+        return info
+
+    # --- introspection -----------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Numbers about the store: LSNs, log and memtable sizes, checkpoints."""
+        self._check_open()
+        wal = self._wal
+        ck = self._checkpointer
+        return {
+            "path": str(self.path),
+            "lsn": self._last_lsn,
+            "durable_lsn": wal.durable_lsn if wal else self._last_lsn,
+            "checkpoint_lsn": self._base.checkpoint_lsn,
+            "wal_segments": len(wal.segments) if wal else None,
+            "wal_bytes_since_checkpoint": (wal.bytes_appended - self._ckpt_bytes_mark)
+            if wal
+            else 0,
+            "wal_bytes_appended": wal.bytes_appended if wal else 0,
+            "checkpoints": self._base.checkpoints,
+            "checkpoint_error": repr(ck.error) if ck and ck.error else None,
+            "memtable_entries": len(self._mem) + (len(self._frozen) if self._frozen else 0),
+            "memtable_bytes": self._mem.payload_bytes,
+            "base_bytes": self._base.size_bytes(),
+            "sync": self.sync_mode,
+            "readonly": self.readonly,
+            "failed": repr(self._failed) if self._failed else None,
+            "backend": records.BACKEND,
+            "lmdb_engine": LMDB_ENGINE,
+            "store_id": self.store_id.hex(),
+            "recovery": self.recovery.__dict__.copy(),
+        }
+
+    # --- closing -----------------------------------------------------------------
+
+    def close(self) -> None:
+        """Make everything committed durable, then release the store.
+
+        Idempotent.  After close every method raises ClosedError.
+        """
+        if self._closed:
+            return
+        try:
+            if self._checkpointer is not None:
+                self._checkpointer.stop()
+            if self._wal is not None:
+                with self._write_lock:
+                    self._closed = True
+                    self._wal.close()
+        finally:
+            self._closed = True
+            self._release()
+
+    def _release(self) -> None:
+        base = getattr(self, "_base", None)
+        if base is not None:
+            base.close()
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else ("readonly" if self.readonly else "open")
+        return f"<safepoint.Store {str(self.path)!r} {state}>"
+
+
+def _merge(
+    upper: list[tuple[bytes, bytes | None]], base: Iterator[tuple[bytes, bytes]]
+) -> Iterator[tuple[bytes, bytes]]:
+    """Merge the sorted overlay (None = deleted) over the sorted base."""
+    i, n = 0, len(upper)
+    for bk, bv in base:
+        while i < n and upper[i][0] < bk:
+            k, v = upper[i]
+            i += 1
+            if v is not None:
+                yield k, v
+        if i < n and upper[i][0] == bk:
+            k, v = upper[i]
+            i += 1
+            if v is not None:
+                yield k, v
+            continue
+        yield bk, bv
+    while i < n:
+        k, v = upper[i]
+        i += 1
+        if v is not None:
+            yield k, v
+
+
+from .transaction import Transaction  # noqa: E402  (circular: Transaction uses Store)

@@ -1,0 +1,124 @@
+"""Write transactions: ``with db.transaction() as txn: ...``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from .errors import ClosedError
+from .keys import key_range, to_key
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from .store import Store
+
+
+class Transaction:
+    """One atomic, serializable write transaction.
+
+    Holds the store's write lock from ``__enter__`` until its record is
+    queued, so other writers wait while it runs; keep the block short.
+    Reads see the transaction's own writes over the committed state.
+    """
+
+    __slots__ = ("_store", "_writes", "_state", "lsn")
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._writes: dict[bytes, bytes | None] = {}
+        self._state = "new"
+        self.lsn: int | None = None  # the commit's LSN, once committed
+
+    def __enter__(self) -> Transaction:
+        if self._state != "new":
+            raise RuntimeError("a transaction can be entered only once")
+        self._store._begin_write()
+        self._state = "open"
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        store = self._store
+        try:
+            if exc_type is None:
+                self.lsn = store._append_locked(self._writes)
+        finally:
+            self._state = "done"
+            self._writes = {}
+            store._end_write()
+        if self.lsn is not None:
+            store._finish(self.lsn)
+
+    def _check(self) -> None:
+        if self._state != "open":
+            raise ClosedError("transaction is not open (use it inside its with-block)")
+
+    # --- writes ---------------------------------------------------------------
+
+    def put(self, key: Any, value: Any) -> None:
+        """Set ``key`` to ``value`` when the transaction commits."""
+        self._check()
+        self._writes[to_key(key)] = self._store._encode(value)
+
+    def delete(self, key: Any) -> None:
+        """Remove ``key`` when the transaction commits; no error if missing."""
+        self._check()
+        k = to_key(key)
+        if self._raw(k) is not None:
+            self._writes[k] = None
+        else:
+            self._writes.pop(k, None)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.put(key, value)
+
+    def __delitem__(self, key: Any) -> None:
+        self._check()
+        k = to_key(key)
+        if self._raw(k) is None:
+            raise KeyError(key)
+        self._writes[k] = None
+
+    # --- reads ------------------------------------------------------------------
+
+    def _raw(self, k: bytes) -> bytes | None:
+        if k in self._writes:
+            return self._writes[k]
+        return self._store._lookup(k)
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        """The value as this transaction sees it (its own writes first)."""
+        self._check()
+        raw = self._raw(to_key(key))
+        return default if raw is None else self._store._decode(raw)
+
+    def __getitem__(self, key: Any) -> Any:
+        self._check()
+        raw = self._raw(to_key(key))
+        if raw is None:
+            raise KeyError(key)
+        return self._store._decode(raw)
+
+    def __contains__(self, key: object) -> bool:
+        self._check()
+        return self._raw(to_key(key)) is not None
+
+    def items(
+        self, prefix: Any = None, *, start: Any = None, stop: Any = None
+    ) -> Iterator[tuple[bytes, Any]]:
+        """(key, value) in key order, this transaction's writes included."""
+        self._check()
+        lo, hi = key_range(prefix, start, stop)
+        decode = self._store._decode
+        for k, v in self._store._snapshot_iter(lo, hi, dict(self._writes)):
+            yield k, decode(v)
+
+    def keys(self, prefix: Any = None, *, start: Any = None, stop: Any = None) -> Iterator[bytes]:
+        """Keys in order, this transaction's writes included."""
+        for k, _ in self.items(prefix, start=start, stop=stop):
+            yield k

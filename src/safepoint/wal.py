@@ -1,0 +1,367 @@
+"""The write-ahead log writer: appends records, group commit, rollover.
+
+Write path (docs/design.md): a committer calls ``append(payload)`` under the
+store's write lock, which only assigns the LSN and queues the payload; after
+releasing that lock it calls ``flush(lsn)``.  The first committer to find no
+flush in progress becomes the leader: it takes every queued payload, encodes
+the records, writes them with one pwrite per segment and (sync="always")
+one fdatasync, then wakes the followers whose records it carried.  A
+committer waits at most for the flush in flight plus the one carrying its
+record.
+
+Every record carries ``durable_lsn``: the highest LSN known to be on disk when
+the leader wrote it.  Recovery uses it to tell a torn tail (later valid
+records were written before the damaged one was durable) from damage in the
+middle of the log (a later record proves the damaged one had been synced).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+
+from . import records
+from .errors import ClosedError, StoreFailedError
+from .format import PREPARED_SEGMENT_NAME, RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE
+from .fs import File, FileSystem
+from .segment import SegmentRef, encode_header, segment_path
+
+SYNC_MODES = ("always", "interval", "none")
+DEFAULT_SEGMENT_BYTES = 64 << 20
+
+
+class WalWriter:
+    """Appends records to the segments of one store's ``wal/`` directory.
+
+    Thread-safe.  ``append`` must be called in LSN order by the caller's write
+    lock (the store's); ``flush`` may be called by any thread.
+    """
+
+    def __init__(
+        self,
+        fs: FileSystem,
+        wal_dir: str,
+        store_id: bytes,
+        *,
+        next_lsn: int,
+        segments: list[SegmentRef],
+        tail_offset: int | None,
+        segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+        sync: str = "always",
+        sync_interval: float = 1.0,
+        on_failure: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        """Open the log for appending.
+
+        ``segments`` are the segments on disk, oldest first; if
+        ``tail_offset`` is given, appending continues in the last of them at
+        that offset (recovery has validated everything before it and zeroed
+        everything after).  Otherwise a new segment starting at ``next_lsn``
+        is created durably before this returns.
+        """
+        if sync not in SYNC_MODES:
+            raise ValueError(f"sync must be one of {SYNC_MODES}, not {sync!r}")
+        if segment_bytes < 4096:
+            raise ValueError("segment_bytes must be at least 4096")
+        self._fs = fs
+        self._dir = wal_dir
+        self._store_id = store_id
+        self._seed = records.store_seed(store_id)
+        self._segment_bytes = segment_bytes
+        self.sync_mode = sync
+        self._on_failure = on_failure
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._pending: list[tuple[int, int, bytes]] = []  # lsn, time_ns, payload
+        self._prepared_here = False  # prepared.tmp zero-filled by this process
+        self._next_lsn = next_lsn
+        self._written_lsn = next_lsn - 1
+        self._synced_lsn = next_lsn - 1
+        self._dirty: list[File] = []  # written, not yet synced, in write order
+        self._flushing = False
+        self._failed: BaseException | None = None
+        self._closed = False
+        self.bytes_appended = 0
+        self.segments = list(segments)
+        self._prepare_thread: threading.Thread | None = None
+        self._prepare_error: BaseException | None = None
+        if tail_offset is not None and self.segments:
+            path = self.segments[-1].path
+            self._file = fs.open(path, write=True)
+            self._alloc = max(self._file.size(), tail_offset)
+            self._offset = tail_offset
+        else:
+            self._file, self._alloc = self._create_segment(next_lsn, segment_bytes)
+            self._offset = SEGMENT_HEADER_SIZE
+        self._end = self._offset  # _offset: next write; _end: after the queue
+        self._start_prepare()
+        self._interval_thread: threading.Thread | None = None
+        if sync == "interval":
+            self._interval = sync_interval
+            self._stop = threading.Event()
+            self._interval_thread = threading.Thread(
+                target=self._interval_loop, name="safepoint-wal-sync", daemon=True
+            )
+            self._interval_thread.start()
+
+    # --- appending ----------------------------------------------------------
+
+    @property
+    def next_lsn(self) -> int:
+        """The LSN the next append will get."""
+        return self._next_lsn
+
+    @property
+    def durable_lsn(self) -> int:
+        """Every record at or below this LSN is on disk."""
+        return self._synced_lsn
+
+    @property
+    def failed(self) -> BaseException | None:
+        """The I/O error that failed the log, if one did."""
+        return self._failed
+
+    def append(self, payload: bytes) -> int:
+        """Queue one record; return its LSN.  Nothing is written yet.
+
+        Rolls over to a new segment first if the record does not fit; an
+        error there (ENOSPC) raises OSError and leaves the log unchanged, so
+        the caller's commit fails cleanly and later commits may succeed.
+        """
+        size = RECORD_HEADER_SIZE + len(payload)
+        with self._lock:
+            self._check_usable()
+            if self._end + size > self._alloc and self._end > SEGMENT_HEADER_SIZE:
+                self._rollover(size)
+            lsn = self._next_lsn
+            self._pending.append((lsn, time.time_ns(), payload))
+            self._next_lsn = lsn + 1
+            self._end += size
+            self.bytes_appended += size
+            return lsn
+
+    def flush(self, lsn: int, *, durable: bool | None = None) -> None:
+        """Return once record ``lsn`` is written to the OS, and on disk if
+        ``durable`` (default: sync="always").  Shares the write and the
+        fdatasync with every committer queued at the same time.
+
+        Raises StoreFailedError if a write or fdatasync failed: the log
+        refuses all further work until the store is reopened.
+        """
+        if durable is None:
+            durable = self.sync_mode == "always"
+        with self._cond:
+            while True:
+                if self._failed is not None:
+                    raise StoreFailedError(
+                        f"wal: an earlier write or fsync failed ({self._failed}); "
+                        "reopen the store to recover"
+                    ) from self._failed
+                done = self._synced_lsn if durable else self._written_lsn
+                if done >= lsn:
+                    return
+                if not self._flushing:
+                    break
+                self._cond.wait()
+            self._flushing = True
+            try:
+                self._lead_flush(durable)
+            finally:
+                self._flushing = False
+                self._cond.notify_all()
+            if self._failed is not None:
+                raise StoreFailedError(
+                    f"wal: write or fsync failed ({self._failed}); reopen the store to recover"
+                ) from self._failed
+
+    def _lead_flush(self, durable: bool, *, release: bool = True) -> None:
+        """Write (and sync) everything queued.  Called with the lock held; the
+        lock is released around the I/O (unless ``release`` is False, as in a
+        rollover) so appends continue meanwhile."""
+        batch, self._pending = self._pending, []
+        file, offset = self._file, self._offset
+        hint = self._synced_lsn
+        upto = batch[-1][0] if batch else self._written_lsn
+        to_sync = list(self._dirty) if durable else []
+        self._offset = self._end
+        if release:
+            self._lock.release()
+        try:
+            if batch:
+                data = b"".join(
+                    records.encode_record(self._seed, lsn, t, p, durable_lsn=hint)
+                    for lsn, t, p in batch
+                )
+                file.write_at(data, offset)
+                if file not in to_sync:
+                    to_sync.append(file)
+            if durable:
+                for f in to_sync:
+                    f.sync_data()
+        except BaseException as exc:  # noqa: BLE001 - any failure fails the log
+            if release:
+                self._lock.acquire()
+            self._fail(exc)
+            return
+        if release:
+            self._lock.acquire()
+        self._written_lsn = max(self._written_lsn, upto)
+        if durable:
+            self._synced_lsn = self._written_lsn
+            self._dirty = [f for f in self._dirty if f not in to_sync]
+        elif batch and file not in self._dirty:
+            self._dirty.append(file)
+
+    def _fail(self, exc: BaseException) -> None:
+        self._failed = exc
+        if self._on_failure is not None:
+            self._on_failure(exc)
+
+    def _check_usable(self) -> None:
+        if self._closed:
+            raise ClosedError("wal: the log is closed")
+        if self._failed is not None:
+            raise StoreFailedError(
+                f"wal: an earlier write or fsync failed ({self._failed}); "
+                "reopen the store to recover"
+            ) from self._failed
+
+    # --- segments ------------------------------------------------------------
+
+    def _rollover(self, record_size: int) -> None:
+        """Finish the current segment durably, then start the next one.
+
+        Called with the lock held and no flush running (we wait for it).  The
+        old segment is complete and fdatasynced before anything is written to
+        the new one, so after any crash a later segment never holds records
+        while an earlier one lacks some: a gap there is always damage.
+        """
+        while self._flushing:
+            self._cond.wait()
+        self._check_usable()
+        self._lead_flush(durable=True, release=False)
+        self._check_usable()
+        size = max(self._segment_bytes, SEGMENT_HEADER_SIZE + record_size)
+        new_file, alloc = self._create_segment(self._next_lsn, size)
+        old = self._file
+        self._file, self._alloc = new_file, alloc
+        self._offset = self._end = SEGMENT_HEADER_SIZE
+        old.close()
+        self._start_prepare()
+
+    def _create_segment(self, first_lsn: int, size: int) -> tuple[File, int]:
+        """Make a durable, zero-filled segment starting at ``first_lsn``.
+
+        Uses the segment prepared in the background when it is big enough.
+        Crash-safe at every step: before the rename the file is only
+        ``prepared.tmp``, which recovery ignores; after it, a segment with a
+        valid header and a zero tail, which reads as an empty segment.
+        """
+        self._wait_prepared()
+        prepared = os.path.join(self._dir, PREPARED_SEGMENT_NAME)
+        path = segment_path(self._dir, first_lsn)
+        f = self._fs.open(prepared, write=True, create=True)
+        try:
+            # A prepared.tmp left by an earlier process may hold anything.
+            have = f.size() if self._prepared_here else 0
+            self._prepared_here = False
+            if have < size:
+                f.truncate(0)
+                f.zero_fill(0, size)
+                have = size
+            f.write_at(encode_header(self._store_id, first_lsn), 0)
+            f.sync()
+            self._fs.rename(prepared, path)
+            self._fs.sync_dir(self._dir)
+        except BaseException:
+            f.close()
+            raise
+        self.segments.append(SegmentRef(first_lsn, path))
+        return f, have
+
+    def _start_prepare(self) -> None:
+        """Zero-fill the next segment on a background thread, ahead of need."""
+        if self._prepare_thread is not None:
+            return
+        self._prepare_thread = threading.Thread(
+            target=self._prepare, name="safepoint-wal-prepare", daemon=True
+        )
+        self._prepare_thread.start()
+
+    def _prepare(self) -> None:
+        prepared = os.path.join(self._dir, PREPARED_SEGMENT_NAME)
+        try:
+            f = self._fs.open(prepared, write=True, create=True)
+            try:
+                f.truncate(0)
+                f.zero_fill(0, self._segment_bytes)
+                f.sync()
+            finally:
+                f.close()
+            self._prepared_here = True
+        except OSError as exc:
+            # Not fatal: the rollover that needs it retries and reports.
+            self._prepare_error = exc
+
+    def _wait_prepared(self) -> None:
+        t = self._prepare_thread
+        if t is not None:
+            t.join()
+        self._prepare_thread = None
+        self._prepare_error = None
+
+    def retire_through(self, lsn: int) -> list[str]:
+        """Delete segments whose records are all at or below ``lsn``.
+
+        Called after a checkpoint at ``lsn`` is durable.  The segment being
+        written is never retired.  Returns the removed paths.
+        """
+        with self._lock:
+            removable = []
+            for i, seg in enumerate(self.segments[:-1]):
+                if self.segments[i + 1].first_lsn - 1 <= lsn:
+                    removable.append(seg)
+                else:
+                    break
+            self.segments = self.segments[len(removable) :]
+        for seg in removable:
+            self._fs.remove(seg.path)
+        if removable:
+            self._fs.sync_dir(self._dir)
+        return [s.path for s in removable]
+
+    # --- background sync and closing --------------------------------------------
+
+    def _interval_loop(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self.sync()
+            except (StoreFailedError, ClosedError):
+                return
+
+    def sync(self) -> None:
+        """Make every appended record durable now, whatever the sync mode."""
+        with self._lock:
+            target = self._next_lsn - 1
+        self.flush(target, durable=True)
+
+    def close(self) -> None:
+        """Write and sync what is queued, then close the files.
+
+        Idempotent.  If the log has failed, closes without writing.
+        """
+        if self._closed:
+            return
+        if self._interval_thread is not None:
+            self._stop.set()
+            self._interval_thread.join()
+        try:
+            if self._failed is None:
+                self.sync()
+        finally:
+            with self._lock:
+                self._closed = True
+                self._wait_prepared()
+                self._file.close()

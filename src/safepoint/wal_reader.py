@@ -1,0 +1,207 @@
+"""The write-ahead log reader: records after an LSN, and where and why it ends.
+
+The reader only reads.  Deciding what to do about a damaged end (truncate it,
+raise, set it aside) is recovery's job; the reader supplies the facts, in
+particular whether the damage can be a torn tail.  It can be only when
+nothing written after it proves it was once durable:
+
+* no later segment exists (a rollover syncs the old segment before it
+  creates the next one), and
+* every valid record after the damage carries ``durable_lsn`` below the
+  damaged LSN (it was written before that LSN had been synced).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from . import records
+from .errors import CorruptionError
+from .format import CLEAN_ENDS, SEGMENT_HEADER_SIZE, SP_BAD_LSN, SP_ZERO, STATUS_NAMES
+from .fs import FileSystem
+from .segment import SegmentRef, check_header, list_segments
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    """One valid record.  ``payload`` borrows the segment's bytes."""
+
+    lsn: int
+    time_ns: int
+    durable_lsn: int
+    payload: memoryview
+    path: str
+    offset: int
+
+
+@dataclass
+class LogEnd:
+    """Where a read of the log stopped and why."""
+
+    clean: bool  # the log simply ends: nothing damaged or torn
+    next_lsn: int  # the LSN the next record would have
+    path: str | None = None  # segment where it stopped (None: no segments)
+    offset: int = 0  # byte offset of the stop in that segment
+    status: int = 0  # a format.SP_* code
+    reason: str = ""
+    tail_end: int = 0  # end of the non-zero bytes after the stop, in that segment
+    proof: str | None = None  # why this is damage, not a torn tail
+    later_records: int = 0  # valid records found after the stop
+    later_segments: tuple[str, ...] = ()  # segments after the stopping one
+
+    @property
+    def torn_tail(self) -> bool:
+        """True when the end is damaged but can be a write torn by a crash."""
+        return not self.clean and self.proof is None
+
+
+def _last_nonzero(data: bytes | memoryview, start: int) -> int:
+    """Offset just after the last non-zero byte at or after ``start``."""
+    end = len(data)
+    view = memoryview(data)
+    step = 1 << 16
+    while end > start:
+        lo = max(start, end - step)
+        chunk = bytes(view[lo:end])
+        stripped = chunk.rstrip(b"\x00")
+        if stripped:
+            return lo + len(stripped)
+        end = lo
+    return start
+
+
+class LogReader:
+    """Reads one store's log; ``read(after_lsn)`` yields, then sets ``end``."""
+
+    def __init__(self, fs: FileSystem, wal_dir: str, store_id: bytes) -> None:
+        self._fs = fs
+        self._dir = wal_dir
+        self._store_id = store_id
+        self._seed = records.store_seed(store_id)
+        self.segments: list[SegmentRef] = list_segments(fs, wal_dir)
+        self.end: LogEnd | None = None
+
+    def read(self, after_lsn: int) -> Iterator[LogRecord]:
+        """Yield every valid record with LSN > ``after_lsn``, in order.
+
+        Raises CorruptionError for a damaged segment header and for a gap
+        before the first needed record (a missing segment), since no
+        recovery mode can continue past either.  Any other stop is described
+        in ``self.end`` once the iterator is exhausted.
+        """
+        segs = self.segments
+        expect = after_lsn + 1
+        if not segs:
+            self.end = LogEnd(clean=True, next_lsn=expect)
+            return
+        start = 0
+        for i, seg in enumerate(segs):
+            if seg.first_lsn <= expect:
+                start = i
+        if segs[start].first_lsn > expect:
+            raise CorruptionError(
+                f"wal: records {expect}..{segs[start].first_lsn - 1} are missing "
+                "(the log starts after the base image ends)",
+                file=_name(segs[start].path),
+                offset=0,
+                lsn=expect,
+            )
+        next_lsn: int | None = None
+        for i in range(start, len(segs)):
+            seg = segs[i]
+            data = self._fs.read_file(seg.path)
+            _, first = check_header(data, seg.path, self._store_id)
+            if next_lsn is not None and first != next_lsn:
+                what = "missing" if first > next_lsn else "repeated"
+                self.end = LogEnd(
+                    clean=False,
+                    next_lsn=next_lsn,
+                    path=seg.path,
+                    offset=0,
+                    status=SP_BAD_LSN,
+                    reason=f"segment starts at lsn {first}: records from {next_lsn} {what}",
+                    proof="a whole segment's records are missing or repeated",
+                    later_segments=tuple(s.path for s in segs[i:]),
+                )
+                return
+            res = records.scan(data, self._seed, first, start=SEGMENT_HEADER_SIZE)
+            view = memoryview(data)
+            for r in res.records:
+                if r.lsn > after_lsn:
+                    body = r.offset + records.RECORD_HEADER_SIZE
+                    yield LogRecord(
+                        r.lsn,
+                        r.time_ns,
+                        r.durable_lsn,
+                        view[body : r.offset + r.length],
+                        seg.path,
+                        r.offset,
+                    )
+            next_lsn = res.next_lsn
+            tail_end = _last_nonzero(data, res.offset)
+            if res.status in CLEAN_ENDS and tail_end == res.offset:
+                continue
+            self.end = self._describe_stop(data, seg, res, tail_end, segs[i + 1 :])
+            return
+        assert next_lsn is not None
+        last = segs[-1]
+        self.end = LogEnd(
+            clean=True,
+            next_lsn=max(next_lsn, expect),
+            path=last.path,
+            offset=res.offset,
+            status=res.status,
+        )
+
+    def _describe_stop(
+        self,
+        data: bytes,
+        seg: SegmentRef,
+        res: records.ScanResult,
+        tail_end: int,
+        later: list[SegmentRef],
+    ) -> LogEnd:
+        status = res.status
+        reason = STATUS_NAMES.get(status, f"status {status}")
+        if status in CLEAN_ENDS:
+            status = SP_ZERO
+            reason = "non-zero bytes after a zero-filled header"
+        expect = res.next_lsn
+        proof = None
+        if later:
+            proof = f"a later segment ({_name(later[0].path)}) exists"
+        count = 0
+        pos = res.offset + 1
+        while True:
+            found = records.find_valid(data, self._seed, expect, start=pos)
+            if found is None:
+                break
+            off, lsn = found
+            chain = records.scan(data, self._seed, lsn, start=off)
+            for r in chain.records:
+                count += 1
+                if proof is None and r.durable_lsn >= expect:
+                    proof = (
+                        f"record {r.lsn} at offset {r.offset} was written after "
+                        f"lsn {expect} was durable"
+                    )
+            pos = max(chain.offset, off) + 1
+        return LogEnd(
+            clean=False,
+            next_lsn=expect,
+            path=seg.path,
+            offset=res.offset,
+            status=status,
+            reason=reason,
+            tail_end=tail_end,
+            proof=proof,
+            later_records=count,
+            later_segments=tuple(s.path for s in later),
+        )
+
+
+def _name(path: str) -> str:
+    import os
+
+    return os.path.join("wal", os.path.basename(path))
