@@ -109,26 +109,7 @@ class BaseImage:
         """
         self.path = path
         self.readonly = readonly
-        self._gate = _ResizeGate()
-        try:
-            self.env = lmdb.open(
-                path,
-                map_size=_INITIAL_MAP_BYTES,
-                subdir=True,
-                readonly=readonly,
-                create=create and not readonly,
-                max_dbs=4,
-                max_readers=1024,
-                lib_version=LMDB_LIB_VERSION,
-                sync=True,
-                metasync=True,
-                readahead=False,
-                lock=True,
-            )
-        except lmdb.Error as exc:
-            raise CorruptionError(
-                f"base: LMDB cannot open the base image: {exc}", file=_LMDB_NAME
-            ) from exc
+        self.env, self._gate = _acquire_env(path, readonly=readonly, create=create)
         try:
             self._data = self.env.open_db(b"data", create=not readonly)
             self._meta = self.env.open_db(b"meta", create=not readonly)
@@ -271,5 +252,84 @@ class BaseImage:
             return 0
 
     def close(self) -> None:
-        """Close the environment."""
-        self.env.close()
+        """Release the environment (closed when its last user in the process is)."""
+        env, self.env = self.env, None
+        if env is not None:
+            _release_env(env)
+
+
+# py-lmdb allows one Environment per file per process, so a read-only view
+# opened beside a writer in the same process shares the writer's environment.
+_ENVS: dict[str, list] = {}  # realpath -> [env, users, resize gate]
+_ENVS_LOCK = threading.Lock()
+
+
+def _acquire_env(
+    path: str, *, readonly: bool, create: bool
+) -> tuple[lmdb.Environment, _ResizeGate]:
+    real = os.path.realpath(path)
+    with _ENVS_LOCK:
+        slot = _ENVS.get(real)
+        if slot is not None:
+            slot[1] += 1
+            return slot[0], slot[2]
+        try:
+            env = _open_env(path, readonly=False, create=create and not readonly)
+        except lmdb.ReadonlyError:
+            env = None
+        except lmdb.Error as exc:
+            if not readonly:
+                raise _lmdb_error(exc) from exc
+            env = None
+        if env is None:
+            try:
+                env = _open_env(path, readonly=True, create=False)
+            except lmdb.Error as exc:
+                raise _lmdb_error(exc) from exc
+        gate = _ResizeGate()
+        _ENVS[real] = [env, 1, gate]
+        return env, gate
+
+
+def _release_env(env: lmdb.Environment) -> None:
+    with _ENVS_LOCK:
+        for real, slot in list(_ENVS.items()):
+            if slot[0] is env:
+                slot[1] -= 1
+                if slot[1] == 0:
+                    del _ENVS[real]
+                    env.close()
+                return
+    env.close()
+
+
+def _open_env(path: str, *, readonly: bool, create: bool) -> lmdb.Environment:
+    return lmdb.open(
+        path,
+        map_size=_INITIAL_MAP_BYTES,
+        subdir=True,
+        readonly=readonly,
+        create=create,
+        max_dbs=4,
+        max_readers=1024,
+        lib_version=LMDB_LIB_VERSION,
+        sync=True,
+        metasync=True,
+        readahead=False,
+        lock=True,
+    )
+
+
+def _lmdb_error(exc: lmdb.Error) -> Error:
+    if isinstance(
+        exc,
+        (
+            lmdb.CorruptedError,
+            lmdb.InvalidError,
+            lmdb.VersionMismatchError,
+            lmdb.PageNotFoundError,
+            lmdb.PanicError,
+        ),
+    ):
+        return CorruptionError(f"base: LMDB cannot read the base image: {exc}", file=_LMDB_NAME)
+    return Error(f"base: LMDB cannot open the base image: {exc}")

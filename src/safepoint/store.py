@@ -527,6 +527,19 @@ class Store(MutableMapping):  # type: ignore[type-arg]
             self._closed = True
             self._release()
 
+    def _simulate_kill(self) -> None:
+        """Drop the store as SIGKILL would, for tests: records queued but not
+        yet written are lost, nothing is synced, files and LOCK are released.
+        Every commit that returned with sync="always" is on disk."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+        if self._wal is not None:
+            self._wal.abandon()
+        self._release()
+
     def _release(self) -> None:
         base = getattr(self, "_base", None)
         if base is not None:

@@ -347,6 +347,18 @@ class WalWriter:
             target = self._next_lsn - 1
         self.flush(target, durable=True)
 
+    def abandon(self) -> None:
+        """Drop the log as a killed process would: what is queued is never
+        written, nothing more is synced, the files are closed.  For tests."""
+        if self._interval_thread is not None:
+            self._stop.set()
+            self._interval_thread.join()
+        with self._lock:
+            self._closed = True
+            self._pending = []
+            self._wait_prepared()
+            self._file.close()
+
     def close(self) -> None:
         """Write and sync what is queued, then close the files.
 
