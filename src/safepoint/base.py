@@ -195,7 +195,7 @@ class BaseImage:
         else:
             ok = cur.set_range(start)
         while ok:
-            key = cur.key()
+            key = bytes(cur.key())
             if stop is not None and key >= stop:
                 return
             yield key, check_entry(key, cur.value())
@@ -253,8 +253,9 @@ class BaseImage:
 
     def close(self) -> None:
         """Release the environment (closed when its last user in the process is)."""
-        env, self.env = self.env, None
+        env = self.env
         if env is not None:
+            self.env = None  # type: ignore[assignment]
             _release_env(env)
 
 

@@ -388,9 +388,9 @@ class Store(MutableMapping):  # type: ignore[type-arg]
         for k, _ in self._snapshot_iter(lo, hi):
             yield k
 
-    def items(
+    def items(  # type: ignore[override]
         self, prefix: Any = None, *, start: Any = None, stop: Any = None
-    ) -> Iterator[tuple[bytes, Any]]:  # type: ignore[override]
+    ) -> Iterator[tuple[bytes, Any]]:
         """(key, value) pairs in key order, over one consistent state."""
         lo, hi = key_range(prefix, start, stop)
         decode = self._decode
