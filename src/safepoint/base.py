@@ -118,14 +118,16 @@ class BaseImage:
             raise CorruptionError(
                 f"base: base image lacks its databases: {exc}", file=_LMDB_NAME
             ) from exc
+        # A read-only view pins one read transaction for its whole life: the
+        # memtable it replayed matches this base image and no later one.
+        self._pinned: lmdb.Transaction | None = self.env.begin() if readonly else None
         self._check_meta()
 
     # --- meta -----------------------------------------------------------------
 
     def _check_meta(self) -> None:
-        with self.env.begin(db=self._meta) as txn:
-            fmt = txn.get(_META_FORMAT)
-            engine = txn.get(_META_ENGINE)
+        fmt = self._meta_get(_META_FORMAT)
+        engine = self._meta_get(_META_ENGINE)
         if fmt is not None and int(fmt) != FORMAT_VERSION:
             raise CorruptionError(
                 f"base: format version {int(fmt)} is not {FORMAT_VERSION}", file=_LMDB_NAME
@@ -137,8 +139,11 @@ class BaseImage:
             )
 
     def _meta_get(self, key: bytes) -> bytes | None:
-        with self.env.begin(db=self._meta) as txn:
-            value = txn.get(key)
+        if self._pinned is not None:
+            value = self._pinned.get(key, db=self._meta)
+        else:
+            with self.env.begin(db=self._meta) as txn:
+                value = txn.get(key)
         return None if value is None else bytes(value)
 
     @property
@@ -173,6 +178,9 @@ class BaseImage:
 
     def get(self, key: bytes) -> bytes | None:
         """The value of ``key`` in the base image, CRC-checked; None if absent."""
+        if self._pinned is not None:
+            stored = self._pinned.get(key, db=self._data)
+            return None if stored is None else check_entry(key, stored)
         with self._gate.shared(), self.env.begin(db=self._data, buffers=True) as txn:
             stored = txn.get(key)
             if stored is None:
@@ -182,6 +190,9 @@ class BaseImage:
     @contextmanager
     def reader(self) -> Iterator[lmdb.Transaction]:
         """A read transaction: one consistent view for as long as it is held."""
+        if self._pinned is not None:
+            yield self._pinned
+            return
         with self._gate.shared(), self.env.begin(db=self._data) as txn:
             yield txn
 
@@ -203,7 +214,7 @@ class BaseImage:
 
     def count(self) -> int:
         """Number of entries in the base image."""
-        with self.env.begin(db=self._data) as txn:
+        with self.reader() as txn:
             return int(txn.stat(self._data)["entries"])
 
     # --- checkpoint ---------------------------------------------------------------
@@ -254,6 +265,9 @@ class BaseImage:
     def close(self) -> None:
         """Release the environment (closed when its last user in the process is)."""
         env = self.env
+        if self._pinned is not None:
+            self._pinned.abort()
+            self._pinned = None
         if env is not None:
             self.env = None  # type: ignore[assignment]
             _release_env(env)

@@ -40,7 +40,7 @@ from .format import LMDB_ENGINE, OP_DELETE, OP_PUT
 from .fs import DEFAULT_FS, File, FileSystem
 from .keys import key_range, to_key
 from .memtable import Memtable
-from .recovery import RecoveryReport, recover
+from .recovery import Recovered, RecoveryReport, recover
 from .values import Codec, resolve
 from .wal import DEFAULT_SEGMENT_BYTES, SYNC_MODES, WalWriter
 
@@ -152,7 +152,11 @@ class Store(MutableMapping):  # type: ignore[type-arg]
             store_id = self._base.initialise()
         self.store_id = store_id
         base_lsn = self._base.checkpoint_lsn
-        rec = recover(fs, root, store_id, base_lsn, self._mem, mode=mode, readonly=self.readonly)
+        if self.readonly:
+            rec = self._recover_readonly(root, base_dir, mode)
+            base_lsn = self._base.checkpoint_lsn
+        else:
+            rec = recover(fs, root, store_id, base_lsn, self._mem, mode=mode)
         self.recovery: RecoveryReport = rec.report
         self._last_lsn = rec.next_lsn - 1
         self._ckpt_lsn_mark = base_lsn
@@ -171,6 +175,32 @@ class Store(MutableMapping):  # type: ignore[type-arg]
             on_failure=self._on_wal_failure,
         )
         self._checkpointer = Checkpointer(self, interval=checkpoint_interval)
+
+    def _recover_readonly(self, root: str, base_dir: str, mode: str) -> Recovered:
+        """Replay for a read-only view while a writer may be checkpointing.
+
+        The writer may retire the segments this view needs between pinning
+        the base image and reading them; then pin a newer base and retry.
+        """
+        attempts = 5
+        for attempt in range(attempts):
+            try:
+                return recover(
+                    self._fs,
+                    root,
+                    self.store_id,
+                    self._base.checkpoint_lsn,
+                    self._mem,
+                    mode=mode,
+                    readonly=True,
+                )
+            except (FileNotFoundError, CorruptionError):
+                if attempt == attempts - 1:
+                    raise
+            self._base.close()
+            self._base = BaseImage(base_dir, readonly=True)
+            self._mem = Memtable()
+        raise AssertionError("unreachable")
 
     def _create_dirs(self, root: str, wal_dir: str, base_dir: str) -> None:
         fs = self._fs
@@ -417,7 +447,7 @@ class Store(MutableMapping):  # type: ignore[type-arg]
         try:
             n = int(txn.stat(self._base._data)["entries"])
             for k, v in overlay.items():
-                in_base = txn.get(k) is not None
+                in_base = txn.get(k, db=self._base._data) is not None
                 if v is None and in_base:
                     n -= 1
                 elif v is not None and not in_base:

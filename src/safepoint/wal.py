@@ -29,7 +29,7 @@ from .fs import File, FileSystem
 from .segment import SegmentRef, encode_header, segment_path
 
 SYNC_MODES = ("always", "interval", "none")
-DEFAULT_SEGMENT_BYTES = 64 << 20
+DEFAULT_SEGMENT_BYTES = 16 << 20  # zero-filled at creation: keep new stores cheap
 
 
 class WalWriter:
