@@ -48,7 +48,9 @@ def check_header(data: bytes | memoryview, path: str, store_id: bytes | None) ->
     Raises CorruptionError naming the file for a short file, wrong magic, an
     unknown version, a bad header CRC or a header of another store.
     """
-    name = os.path.basename(path)
+    base = os.path.basename(path)
+    # Errors name the file as the store's tree shows it, like the reader's.
+    name = os.path.join("wal", base)
     if len(data) < SEGMENT_HEADER_SIZE:
         raise CorruptionError(
             f"wal: segment header is short ({len(data)} of {SEGMENT_HEADER_SIZE} bytes)",
@@ -75,7 +77,7 @@ def check_header(data: bytes | memoryview, path: str, store_id: bytes | None) ->
             file=name,
             offset=16,
         )
-    expected = parse_segment_name(name)
+    expected = parse_segment_name(base)
     if expected is not None and expected != first_lsn:
         raise CorruptionError(
             f"wal: segment header says first lsn {first_lsn} but the name says {expected}",
