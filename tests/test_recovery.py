@@ -251,6 +251,21 @@ def test_point_in_time_moves_later_segments_to_lost_without_deleting_them(tmp_pa
     assert [s.name for s in segments(store)] == [segs[0].name]
 
 
+def test_damage_followed_only_by_records_written_before_it_was_durable_is_a_torn_tail(tmp_path):
+    # sync="none": no record ever saw an earlier one durable (durable_lsn 0),
+    # so nothing proves record 5 was on disk before 6..12 were written.  A
+    # crash can leave exactly this (the pages of one write land in any order):
+    # recovery cuts from 5 on and keeps the bytes.
+    store = build_store(tmp_path / "s.sp", 12, sync="none")
+    seg, offset = flip_in_record(store, 5)
+    damaged = read_bytes(seg, offset).rstrip(b"\0")
+    with safepoint.open(store, **OPTIONS) as db:
+        report = db.recovery
+        assert dict(db.items()) == model(4)
+    assert report.torn_tail and report.records_dropped == 7
+    assert [read_bytes(p) for p in lost_files(store)] == [damaged]
+
+
 def test_corruption_error_message_names_file_offset_and_lsn(tmp_path):
     store = build_store(tmp_path / "s.sp", 12)
     _, offset = flip_in_record(store, 5)
@@ -263,13 +278,15 @@ def test_corruption_error_message_names_file_offset_and_lsn(tmp_path):
     assert "point_in_time" in message  # the way out
 
 
-def test_strict_refuses_a_torn_tail_and_changes_no_file(tmp_path):
+@pytest.mark.parametrize("how", TAILS)
+def test_strict_refuses_a_torn_tail_and_changes_no_file(tmp_path, how):
     store = build_store(tmp_path / "s.sp", 12)
-    offset = cut_last_record(store, "zeroed")
+    offset = cut_last_record(store, how)
     image = wal_image(store)
     with pytest.raises(CorruptionError) as info:
         safepoint.open(store, **OPTIONS, recovery="strict")
-    assert (info.value.file, info.value.offset, info.value.lsn) == (FIRST, offset, 12)
+    lsn = expected_after_cut(how, 12) + 1
+    assert (info.value.file, info.value.offset, info.value.lsn) == (FIRST, offset, lsn)
     assert wal_image(store) == image
     assert lost_files(store) == []
 

@@ -84,14 +84,19 @@ def say(line: str) -> None:
         sys.stdout.flush()
 
 
+def commit_serial(db, i: int) -> None:  # type: ignore[no-untyped-def]
+    """Commit serial transaction ``i`` as one record (see ``apply_serial``)."""
+    with db.transaction() as txn:
+        txn.put(b"counter", b"%d" % i)
+        txn.put(b"k%d" % (i % KEYS), serial_value(i))
+        txn.delete(b"k%d" % ((i + KEYS // 2) % KEYS))
+
+
 def run_serial(db) -> None:  # type: ignore[no-untyped-def]
     i = int(db.get(b"counter", b"0"))
     while True:
         i += 1
-        with db.transaction() as txn:
-            txn.put(b"counter", b"%d" % i)
-            txn.put(b"k%d" % (i % KEYS), serial_value(i))
-            txn.delete(b"k%d" % ((i + KEYS // 2) % KEYS))
+        commit_serial(db, i)
         say(f"ack {i}")
 
 
