@@ -23,6 +23,8 @@ from .errors import (
 )
 from .records import BACKEND
 from .recovery import RecoveryReport
+from .retention import Retention
+from .snapshots import SnapshotInfo
 from .store import DiskFullError, Store
 from .transaction import Transaction
 from .values import Codec
@@ -56,6 +58,8 @@ __all__ = [
     "LockedError",
     "ReadOnlyError",
     "RecoveryReport",
+    "Retention",
+    "SnapshotInfo",
     "StoreFailedError",
     "Store",
     "Transaction",

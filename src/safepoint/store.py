@@ -21,7 +21,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +42,12 @@ from .fs import DEFAULT_FS, File, FileSystem
 from .keys import key_range, to_key
 from .memtable import Memtable
 from .recovery import Recovered, RecoveryReport, recover
+from .restore import complete_interrupted_restore
+from .retention import Retention
+from .snapshots import RestoreInfo, SnapshotInfo, Snapshots
 from .values import Codec, resolve
 from .wal import DEFAULT_SEGMENT_BYTES, SYNC_MODES, WalWriter
+from .workflows import StepLoop
 
 log = logging.getLogger("safepoint")
 _MISSING = object()
@@ -75,6 +80,7 @@ class Store(MutableMapping):  # type: ignore[type-arg]
         readonly: bool = False,
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
         fs: FileSystem | None = None,
+        retention: Retention | None = None,
     ) -> None:
         if sync not in SYNC_MODES:
             raise ValueError(f"sync must be one of {SYNC_MODES}, not {sync!r}")
@@ -104,6 +110,8 @@ class Store(MutableMapping):  # type: ignore[type-arg]
         self._checkpointer: Checkpointer | None = None
         self._ckpt_bytes_mark = 0
         self._ckpt_lsn_mark = 0
+        self._open_args = (recovery, sync, sync_interval, segment_bytes, checkpoint_interval)
+        self._snapshots = Snapshots(self, retention)
         root = str(self.path)
         try:
             self._open(root, recovery, sync, sync_interval, segment_bytes, checkpoint_interval)
@@ -126,11 +134,13 @@ class Store(MutableMapping):  # type: ignore[type-arg]
         wal_dir = os.path.join(root, "wal")
         base_dir = os.path.join(root, "base")
         if self.readonly:
+            complete_interrupted_restore(fs, root, readonly=True)
             if not fs.exists(os.path.join(base_dir, "data.mdb")):
                 raise FileNotFoundError(f"no safepoint store at {root}")
         else:
             self._create_dirs(root, wal_dir, base_dir)
-            self._lock_file = fs.try_lock(os.path.join(root, "LOCK"))
+            if self._lock_file is None:  # restore reopens with LOCK still held
+                self._lock_file = fs.try_lock(os.path.join(root, "LOCK"))
             if self._lock_file is None:
                 raise LockedError(
                     f"store {root} is open for writing in another process "
@@ -138,6 +148,7 @@ class Store(MutableMapping):  # type: ignore[type-arg]
                 )
             self._lock_file.truncate(0)
             self._lock_file.write_at(f"{os.getpid()}\n".encode(), 0)
+            complete_interrupted_restore(fs, root)
         self._base = BaseImage(base_dir, readonly=self.readonly)
         store_id = self._base.store_id
         if store_id is None:
@@ -506,6 +517,99 @@ class Store(MutableMapping):  # type: ignore[type-arg]
         log.debug("safepoint: checkpoint %s", info)
         return info
 
+    # --- snapshots -----------------------------------------------------------------
+    # Thin delegates: the mechanics live in snapshots.py, restore.py, workflows.py.
+
+    def save(
+        self,
+        name: str,
+        *,
+        step: int | None = None,
+        metrics: Mapping[str, float] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        wait: bool = True,
+        overwrite: bool = False,
+    ) -> SnapshotInfo | Future[SnapshotInfo]:
+        """Save the current state as snapshot ``name``; return its SnapshotInfo.
+
+        A checkpoint, then a compact copy of the base image, checksummed,
+        fsynced and renamed into ``snapshots/<name>/``; then the store's
+        retention policy runs.  Writers wait only for the checkpoint's
+        memtable swap.  With ``wait=False`` the copy runs in the background
+        and a Future is returned; the snapshot holds the state at the call
+        even if writes continue.  ``metrics`` are numbers (for retention),
+        ``metadata`` anything JSON can hold.  Raises ValueError for a bad
+        name or an existing one (unless ``overwrite``).
+        """
+        return self._snapshots.save(
+            name, step=step, metrics=metrics, metadata=metadata, wait=wait, overwrite=overwrite
+        )
+
+    def snapshots(self) -> list[SnapshotInfo]:
+        """Every snapshot, oldest first.  CorruptionError if a manifest is damaged."""
+        return self._snapshots.list()
+
+    def restore(self, name: str) -> RestoreInfo:
+        """Roll the whole store back to snapshot ``name``.
+
+        Every CRC of the snapshot is checked first (CorruptionError, store
+        untouched); then the base image and the log are swapped so that
+        after a crash at any point the store opens as the old or the new
+        state.  The replaced state (old base image and log) is moved to
+        ``lost/restore-<time>-<name>/``, not deleted.  Like close and reopen:
+        other threads must not use the store meanwhile.
+        """
+        return self._snapshots.restore(name)
+
+    def delete_snapshot(self, name: str) -> None:
+        """Delete snapshot ``name`` (KeyError if there is none); atomic."""
+        self._snapshots.delete(name)
+
+    def steps(
+        self,
+        total: int | None,
+        *,
+        key: Any = b"safepoint/steps",
+        handle_signals: bool | None = None,
+    ) -> StepLoop:
+        """A crash-resumable loop over steps ``0..total-1`` (forever if None).
+
+        ``for step in db.steps(n):`` yields Step objects; writes made with
+        ``step.put`` commit together with the step counter (under ``key``)
+        when the body ends, so after a crash the loop resumes at the first
+        uncommitted step.  In the main thread SIGTERM and SIGINT let the
+        current step commit, then end the loop (``loop.interrupted``).
+        """
+        return StepLoop(self, total, key=key, handle_signals=handle_signals)
+
+    def _reopen(self, change: Callable[[], None]) -> None:
+        """Quiesce the store, let ``change`` rewrite its files, open them again.
+
+        Writers wait on the write lock, the checkpointer and the log stop,
+        the base image closes; LOCK stays held throughout so that no other
+        process opens the store in between.  If ``change`` or the reopen
+        fails, the store is closed (the next open completes or undoes).
+        """
+        assert self._checkpointer is not None and self._wal is not None
+        self._checkpointer.stop()
+        self._begin_write()
+        try:
+            self._closed = True  # other threads get ClosedError meanwhile
+            try:
+                self._wal.close()
+                self._base.close()
+                self._mem, self._frozen = Memtable(), None
+                self._ckpt_bytes_mark = 0
+                change()
+                self._closed = False
+                self._open(str(self.path), *self._open_args)
+            except BaseException:
+                self._closed = True
+                self._release()
+                raise
+        finally:
+            self._end_write()
+
     # --- introspection -----------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
@@ -571,6 +675,9 @@ class Store(MutableMapping):  # type: ignore[type-arg]
         self._release()
 
     def _release(self) -> None:
+        snapshots = getattr(self, "_snapshots", None)
+        if snapshots is not None:
+            snapshots.close()  # background saves read the base image
         base = getattr(self, "_base", None)
         if base is not None:
             base.close()
