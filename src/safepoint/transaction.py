@@ -69,7 +69,9 @@ class Transaction:
         """Remove ``key`` when the transaction commits; no error if missing."""
         self._check()
         k = to_key(key)
-        if self._raw(k) is not None:
+        # Decide by the committed state, not by this transaction's writes: a
+        # tombstone is needed exactly when a committed value must be hidden.
+        if self._store._lookup(k) is not None:
             self._writes[k] = None
         else:
             self._writes.pop(k, None)
