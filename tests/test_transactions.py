@@ -190,6 +190,14 @@ def test_putting_then_deleting_a_new_key_logs_nothing(db):
     assert db.get(b"a") is None
 
 
+def test_putting_then_del_item_of_a_new_key_logs_nothing(db):
+    before = lsn_of(db)
+    with db.transaction() as txn:
+        txn[b"a"] = b"1"
+        del txn[b"a"]
+    assert lsn_of(db) == before
+
+
 def test_the_store_accepts_writes_after_an_aborted_transaction(db):
     with pytest.raises(Abort):
         with db.transaction():

@@ -84,7 +84,7 @@ class Transaction:
         k = to_key(key)
         if self._raw(k) is None:
             raise KeyError(key)
-        self._writes[k] = None
+        self.delete(k)
 
     # --- reads ------------------------------------------------------------------
 
