@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass, field
 
 import pytest
+from hypothesis import settings
 
 import safepoint
 
@@ -37,6 +38,8 @@ SEED = int(os.environ.get("SAFEPOINT_CRASH_SEED", "20261127"))
 THREADS = 4
 STARTUP_TIMEOUT_S = 60.0
 EARLY_KILL_FRACTION = 0.25  # rounds killed before "ready": during import or recovery
+# 22 rounds in all under the "dev" profile, twice that under "ci" (conftest.py).
+ROUNDS_SCALE = 2 if settings.default.max_examples >= 1000 else 1
 
 
 @dataclass
@@ -139,6 +142,7 @@ def check_threads(
 
 def run_rounds(tmp_path, mode: str, rounds: int) -> None:
     store = str(tmp_path / "crash.sp")
+    rounds *= ROUNDS_SCALE
     rng = random.Random(f"{SEED}-{mode}")
     done_serial = 0
     done_threads = dict.fromkeys(range(THREADS), 0)
