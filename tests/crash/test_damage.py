@@ -34,6 +34,7 @@ from helpers import (
     segment_records,
     segments,
     truncate_at,
+    zero_range,
     zero_tail,
 )
 from safepoint.errors import CorruptionError
@@ -169,6 +170,35 @@ def test_flipped_bit_before_the_tail_recovers_the_prefix_in_point_in_time(tmp_pa
     for name, data in later_bytes.items():
         assert kept[name] == data  # later segments moved aside whole
     assert prefix_of(read_state(store, **SMALL_SEGMENTS)) == lsn - 1
+
+
+SECTOR = 512
+
+
+def lose_sector(store: str, lsn: int) -> tuple[int, int]:
+    """Zero the 512-byte sector holding the start of record ``lsn`` (a lost
+    write); return (first lsn damaged, offset of its record)."""
+    seg, rec = record_at_lsn(store, lsn)
+    start = rec.offset // SECTOR * SECTOR
+    hit = [r for r in segment_records(seg) if r.offset + r.length > start]
+    zero_range(seg, start, start + SECTOR)
+    return hit[0].lsn, hit[0].offset
+
+
+@pytest.mark.parametrize("mode", ["tolerate_tail", "strict"])
+def test_lost_sector_before_the_tail_raises(tmp_path, mode):
+    store = build_store(tmp_path / "s.sp", 40)
+    lsn, offset = lose_sector(store, 12)
+    with pytest.raises(CorruptionError) as info:
+        safepoint.open(store, **OPTIONS, recovery=mode)
+    assert (info.value.lsn, info.value.offset) == (lsn, offset)
+
+
+def test_lost_sector_before_the_tail_recovers_the_prefix_in_point_in_time(tmp_path):
+    store = build_store(tmp_path / "s.sp", 40)
+    lsn, _ = lose_sector(store, 12)
+    assert prefix_of(read_state(store, **OPTIONS, recovery="point_in_time")) == lsn - 1
+    assert len(lost_files(store)) == 1
 
 
 def test_damage_in_the_last_record_of_a_segment_with_a_later_segment_raises(tmp_path):
