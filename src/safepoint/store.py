@@ -41,7 +41,7 @@ from .format import LMDB_ENGINE, OP_DELETE, OP_PUT
 from .fs import DEFAULT_FS, File, FileSystem
 from .keys import key_range, to_key
 from .memtable import Memtable
-from .recovery import Recovered, RecoveryReport, recover
+from .recovery import RECOVERY_MODES, Recovered, RecoveryReport, recover
 from .restore import complete_interrupted_restore
 from .retention import Retention
 from .snapshots import RestoreInfo, SnapshotInfo, Snapshots
@@ -90,6 +90,12 @@ class Store(MutableMapping):  # type: ignore[type-arg]
             raise ValueError("checkpoint_bytes must be positive (or None for no limit)")
         if checkpoint_interval is not None and not checkpoint_interval > 0:
             raise ValueError("checkpoint_interval must be positive seconds (or None)")
+        # Checked here too (recovery and the writer check again) so that a bad
+        # option fails before the store directory is created.
+        if recovery not in RECOVERY_MODES:
+            raise ValueError(f"recovery must be one of {RECOVERY_MODES}, not {recovery!r}")
+        if segment_bytes < 4096:
+            raise ValueError("segment_bytes must be at least 4096")
         self.path = Path(path)
         self.readonly = readonly
         self.sync_mode = sync
@@ -490,6 +496,9 @@ class Store(MutableMapping):  # type: ignore[type-arg]
             with self._mem_lock:
                 frozen = self._mem
                 lsn = self._last_lsn
+                # Appends happen under the write lock: these are the bytes of
+                # the records at or below lsn.
+                appended = wal.bytes_appended
                 self._frozen = frozen
                 self._mem = Memtable()
                 self._mem.last_lsn = lsn
@@ -512,6 +521,7 @@ class Store(MutableMapping):  # type: ignore[type-arg]
         with self._mem_lock:
             self._frozen = None
         self._ckpt_lsn_mark = lsn
+        self._ckpt_bytes_mark = max(self._ckpt_bytes_mark, appended)
         retired = wal.retire_through(lsn)
         info = CheckpointInfo(lsn, entries, len(retired), time.perf_counter() - t0, swap_s)
         log.debug("safepoint: checkpoint %s", info)
