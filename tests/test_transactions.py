@@ -22,6 +22,10 @@ class Abort(Exception):
     """Raised inside a transaction block to abort it."""
 
 
+# Small segments: every writer open zero-fills one ahead, 16 MiB by default.
+SMALL = {"segment_bytes": 1 << 16}
+
+
 @pytest.fixture
 def path(tmp_path):
     return tmp_path / "store.sp"
@@ -29,7 +33,7 @@ def path(tmp_path):
 
 @pytest.fixture
 def db(path):
-    store = safepoint.open(path)
+    store = safepoint.open(path, **SMALL)
     yield store
     store.close()
 
@@ -42,7 +46,7 @@ def lsn_of(db: safepoint.Store) -> int:
 def crash_and_reopen(db: safepoint.Store) -> safepoint.Store:
     """Drop ``db`` as SIGKILL would and open the store again."""
     db._simulate_kill()
-    return safepoint.open(db.path)
+    return safepoint.open(db.path, **SMALL)
 
 
 # --- reads inside a transaction ------------------------------------------------------
@@ -162,7 +166,7 @@ def test_an_aborted_transaction_is_not_in_the_log_after_reopen(path, db):
             raise Abort
     lsn = lsn_of(db)
     db.close()
-    with safepoint.open(path) as again:
+    with safepoint.open(path, **SMALL) as again:
         assert again.recovery.last_lsn == lsn
         assert again.get(b"a") is None
 
@@ -247,14 +251,14 @@ def test_a_crash_inside_the_block_applies_none_of_the_transaction(db):
             txn.put(b"a", b"1")
             txn.put(b"b", b"1")
             db._simulate_kill()
-    with safepoint.open(db.path) as again:
+    with safepoint.open(db.path, **SMALL) as again:
         assert dict(again.items()) == {b"a": b"0"}
 
 
 CHILD = textwrap.dedent(
     """
     import sys, time, safepoint
-    db = safepoint.open(sys.argv[1])
+    db = safepoint.open(sys.argv[1], segment_bytes=1 << 16)
     db.put(b"before", b"1")
     txn = db.transaction()
     txn.__enter__()
@@ -283,13 +287,13 @@ def kill_child_at(path, stage: str) -> None:
 
 def test_sigkill_before_commit_leaves_none_of_the_transaction(path):
     kill_child_at(path, "open")
-    with safepoint.open(path) as db:
+    with safepoint.open(path, **SMALL) as db:
         assert dict(db.items()) == {b"before": b"1"}
 
 
 def test_sigkill_after_commit_keeps_all_of_the_transaction(path):
     kill_child_at(path, "commit")
-    with safepoint.open(path) as db:
+    with safepoint.open(path, **SMALL) as db:
         assert len(db) == 101
         assert list(db.keys(b"k")) == [b"k%03d" % i for i in range(100)]
 
