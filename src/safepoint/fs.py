@@ -38,11 +38,19 @@ class File:
         """Write all of ``data`` at ``offset``; not durable until ``sync_data``."""
         view = memoryview(data)
         while view:
-            n = os.pwrite(self.fd, view, offset)
+            n = self._pwrite(view, offset)
             if n <= 0:  # pragma: no cover - the kernel reports errors instead
                 raise OSError(errno.EIO, "short write returned 0", self.path)
             view = view[n:]
             offset += n
+
+    def _pwrite(self, view: memoryview, offset: int) -> int:
+        """One pwrite(2): the bytes written, which may be fewer than asked.
+
+        The seam where safepoint.testing injects short writes and ENOSPC, so
+        that the retry loop of ``write_at`` is the one under test.
+        """
+        return os.pwrite(self.fd, view, offset)
 
     def read_at(self, size: int, offset: int) -> bytes:
         """Read up to ``size`` bytes at ``offset`` (fewer only at end of file)."""
