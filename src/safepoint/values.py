@@ -8,6 +8,7 @@ through the codec.
 from __future__ import annotations
 
 import json
+import math
 import pickle
 import struct
 from typing import Any, Protocol, runtime_checkable
@@ -110,15 +111,23 @@ class NumpyCodec:
         """A read-only ndarray viewing ``data``."""
         import numpy as np
 
-        magic, version, ndim, dlen = _NP_HEAD.unpack_from(data, 0)
-        if magic != _NP_MAGIC or version != 1:
-            raise ValueError("numpy codec: value is not an encoded array")
-        pos = _NP_HEAD.size
-        dtype = np.dtype(bytes(data[pos : pos + dlen]).decode())
-        pos += dlen
-        shape = struct.unpack_from(f"<{ndim}Q", data, pos)
-        pos += 8 * ndim
-        arr = np.frombuffer(data, dtype=dtype, offset=pos)
+        try:
+            magic, version, ndim, dlen = _NP_HEAD.unpack_from(data, 0)
+            if magic != _NP_MAGIC or version != 1:
+                raise ValueError("bad magic or version")
+            pos = _NP_HEAD.size
+            dtype = np.dtype(bytes(data[pos : pos + dlen]).decode())
+            pos += dlen
+            shape = struct.unpack_from(f"<{ndim}Q", data, pos)
+            pos += 8 * ndim
+            count = math.prod(shape)
+            if len(data) - pos != count * dtype.itemsize:
+                raise ValueError(f"{len(data) - pos} data bytes for {count} x {dtype}")
+        except (struct.error, ValueError, TypeError, UnicodeDecodeError) as exc:
+            # Bytes written by another codec (or by hand) must not decode as
+            # garbage or fail with a struct error deep inside numpy.
+            raise ValueError(f"numpy codec: value is not an encoded array ({exc})") from None
+        arr = np.frombuffer(data, dtype=dtype, count=count, offset=pos)
         return arr.reshape(shape)
 
 
