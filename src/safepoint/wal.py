@@ -98,6 +98,14 @@ class WalWriter:
             self._alloc = max(self._file.size(), tail_offset)
             self._offset = tail_offset
         else:
+            if self.segments:
+                # Same reason: the records before next_lsn must be on disk
+                # before a new segment (itself proof of that) exists.
+                last = fs.open(self.segments[-1].path, write=True)
+                try:
+                    last.sync_data()
+                finally:
+                    last.close()
             self._file, self._alloc = self._create_segment(next_lsn, segment_bytes)
             self._offset = SEGMENT_HEADER_SIZE
         self._end = self._offset  # _offset: next write; _end: after the queue
