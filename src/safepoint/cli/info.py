@@ -16,12 +16,13 @@ from typing import Any
 
 import lmdb
 
+from .. import snapshots
 from ..format import PREPARED_SEGMENT_NAME
 from ..fs import DEFAULT_FS
 from ..segment import list_segments
 from .baseread import open_base, read_facts
 from .common import EXIT_DAMAGE, EXIT_OK, ByteProgress, human_bytes, print_table, store_path
-from .logscan import Problem, Record, find_store_id, scan_log, segment_name
+from .logscan import Problem, Record, bare_message, find_store_id, scan_log, segment_name
 
 
 def gather(root: Path) -> dict[str, Any]:
@@ -77,8 +78,8 @@ def gather(root: Path) -> dict[str, Any]:
         "bytes": sum(x["bytes"] for x in out["segments"]),
     }
     out["lsn"] = last_lsn
+    out["snapshots"] = _snapshots(root, problems)
     out["problems"] = [p.as_dict() for p in problems]
-    out["snapshots"] = _snapshots(root)
     out["lost"] = sorted(os.listdir(root / "lost")) if (root / "lost").is_dir() else []
     out["lock"] = _lock(root)
     return out
@@ -91,27 +92,14 @@ def _size(path: Path) -> int:
         return 0
 
 
-def _snapshots(root: Path) -> list[dict[str, Any]]:
-    """Snapshot directories, with the manifest's lsn and step when readable."""
-    d = root / "snapshots"
-    if not d.is_dir():
-        return []
-    out = []
-    for name in sorted(os.listdir(d)):
-        path = d / name
-        if not path.is_dir() or name.startswith("."):
-            continue
-        entry: dict[str, Any] = {"name": name}
-        try:
-            manifest = json.loads((path / "manifest.json").read_text())
-            for k in ("lsn", "step", "created"):
-                if k in manifest:
-                    entry[k] = manifest[k]
-        except (OSError, ValueError, TypeError):
-            pass
-        entry["bytes"] = sum(_size(p) for p in path.rglob("*") if p.is_file())
-        out.append(entry)
-    return out
+def _snapshots(root: Path, problems: list[Problem]) -> list[dict[str, Any]]:
+    """The snapshots whose manifests check out; damaged ones become problems."""
+    infos, damaged = snapshots.scan(DEFAULT_FS, str(root))
+    for name, exc in damaged.items():
+        problems.append(
+            Problem(exc.file or f"snapshots/{name}", exc.offset, None, bare_message(exc))
+        )
+    return [{"name": i.name, "lsn": i.lsn, "step": i.step, "bytes": i.size_bytes} for i in infos]
 
 
 def _lock(root: Path) -> dict[str, Any]:
@@ -182,7 +170,9 @@ def run(args: argparse.Namespace) -> int:
     snaps = facts["snapshots"]
     rows.append(("snapshots", len(snaps) or "none"))
     for snap in snaps:
-        extra = "".join(f"  {k} {snap[k]}" for k in ("lsn", "step") if k in snap)
+        extra = f"  lsn {snap['lsn']}" + (
+            f"  step {snap['step']}" if snap["step"] is not None else ""
+        )
         rows.append(("", f"{snap['name']}{extra}  {human_bytes(snap['bytes'])}"))
     if facts["lost"]:
         rows.append(("lost/", f"{len(facts['lost'])} files set aside by recovery"))

@@ -73,7 +73,7 @@ def segment_name(seg: SegmentRef) -> str:
     return f"wal/{os.path.basename(seg.path)}"
 
 
-def _bare_message(exc: CorruptionError) -> str:
+def bare_message(exc: CorruptionError) -> str:
     """The message of a CorruptionError without the location it appends."""
     text = str(exc)
     cut = [text.find(f" in {exc.file}") if exc.file else -1]
@@ -148,7 +148,7 @@ def scan_log(
         try:
             _, first = check_header(data, seg.path, store_id)
         except CorruptionError as exc:
-            yield Problem(name, exc.offset, exc.lsn, _bare_message(exc))
+            yield Problem(name, exc.offset, exc.lsn, bare_message(exc))
             next_lsn = None
             if on_bytes:
                 on_bytes(len(data))

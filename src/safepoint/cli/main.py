@@ -111,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--step", type=int, default=None)
     p.add_argument("--metric", action="append", default=[], metavar="NAME=NUMBER")
     p.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--overwrite", action="store_true", help="replace a snapshot of that name")
     p.set_defaults(func=storecmds.run_save)
 
     p = command("restore", "roll the store back to a snapshot")

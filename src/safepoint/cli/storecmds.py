@@ -71,11 +71,9 @@ def _metric(text: str) -> tuple[str, float]:
         raise UsageError(f"--metric {key}: {value!r} is not a number") from None
 
 
-def _created(value: Any) -> str:
-    if isinstance(value, (int, float)):
-        t = datetime.datetime.fromtimestamp(value, tz=datetime.timezone.utc)
-        return t.strftime("%Y-%m-%d %H:%M:%S")
-    return str(value)
+def _created(seconds: float) -> str:
+    t = datetime.datetime.fromtimestamp(seconds, tz=datetime.timezone.utc)
+    return t.strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _snapshot_dict(info: Any) -> dict[str, Any]:
@@ -83,7 +81,7 @@ def _snapshot_dict(info: Any) -> dict[str, Any]:
         "name": info.name,
         "lsn": info.lsn,
         "step": info.step,
-        "created": info.created if isinstance(info.created, (int, float)) else str(info.created),
+        "created": info.created,
         "metrics": info.metrics,
         "metadata": info.metadata,
         "size_bytes": info.size_bytes,
@@ -116,27 +114,40 @@ def run_save(args: argparse.Namespace) -> int:
     metrics = dict(_metric(m) for m in args.metric)
     metadata = dict(_key_value(m, "--meta") for m in args.meta)
     with open_existing(args.path) as db:
-        db.save(args.name, step=args.step, metrics=metrics or None, metadata=metadata or None)
-        info = next((s for s in db.snapshots() if s.name == args.name), None)
-    if info is None:
-        print(f"saved snapshot {args.name}")
-    else:
-        print(f"saved snapshot {args.name} at lsn {info.lsn} ({human_bytes(info.size_bytes)})")
+        info = db.save(
+            args.name,
+            step=args.step,
+            metrics=metrics or None,
+            metadata=metadata or None,
+            overwrite=args.overwrite,
+        )
+        kept = {s.name for s in db.snapshots()}
+    print(f"saved snapshot {info.name} at lsn {info.lsn} ({human_bytes(info.size_bytes)})")
+    if info.name not in kept:
+        print(f"(the store's retention policy has already deleted {info.name})")
     return 0
 
 
 def run_restore(args: argparse.Namespace) -> int:
     """Roll the whole store back to a snapshot."""
     with open_existing(args.path) as db:
-        db.restore(args.name)
-        lsn = db.stats()["lsn"]
-    print(f"restored {args.path} to snapshot {args.name} (now at lsn {lsn})")
+        try:
+            info = db.restore(args.name)
+        except KeyError:
+            raise UsageError(f"no snapshot named {args.name!r}") from None
+    print(
+        f"restored {args.path} to snapshot {args.name} (lsn {info.snapshot.lsn}); "
+        f"the state it replaced (up to lsn {info.replaced_lsn}) is kept in {info.set_aside}"
+    )
     return 0
 
 
 def run_delete_snapshot(args: argparse.Namespace) -> int:
     """Delete a named snapshot."""
     with open_existing(args.path) as db:
-        db.delete_snapshot(args.name)
+        try:
+            db.delete_snapshot(args.name)
+        except KeyError:
+            raise UsageError(f"no snapshot named {args.name!r}") from None
     print(f"deleted snapshot {args.name}")
     return 0

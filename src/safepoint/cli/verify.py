@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import lmdb
 
+from .. import snapshots
+from ..errors import CorruptionError
 from ..format import FORMAT_VERSION, LMDB_ENGINE
 from ..fs import DEFAULT_FS
 from ..segment import list_segments
 from .baseread import BASE_FILE, BaseFacts, check_entries, open_base, read_facts
 from .common import EXIT_DAMAGE, EXIT_OK, ByteProgress, progress, store_path
-from .logscan import Problem, Record, find_store_id, scan_log
+from .logscan import Problem, Record, bare_message, find_store_id, scan_log
 
 
 @dataclass
@@ -29,6 +32,7 @@ class VerifyResult:
 
     path: str
     base_entries: int = 0
+    snapshots: int = 0
     checkpoint_lsn: int = 0
     segments: int = 0
     records: int = 0
@@ -47,6 +51,7 @@ class VerifyResult:
             "path": self.path,
             "ok": not self.damage,
             "base_entries_checked": self.base_entries,
+            "snapshots_checked": self.snapshots,
             "checkpoint_lsn": self.checkpoint_lsn,
             "segments_checked": self.segments,
             "records_checked": self.records,
@@ -60,6 +65,7 @@ def verify_store(root: Path) -> VerifyResult:
     """Check every CRC of the store at ``root``; never writes."""
     result = VerifyResult(str(root))
     store_id = _verify_base(root, result)
+    _verify_snapshots(root, result)
     if store_id is None:
         store_id = find_store_id(root)
     segs = list_segments(DEFAULT_FS, str(root / "wal")) if (root / "wal").is_dir() else []
@@ -108,6 +114,21 @@ def _verify_base(root: Path, result: VerifyResult) -> bytes | None:
     return None
 
 
+def _verify_snapshots(root: Path, result: VerifyResult) -> None:
+    """Check each snapshot's manifest and the CRC32C of every file it lists."""
+    d = root / snapshots.SNAPSHOT_DIR
+    if not d.is_dir():
+        return
+    names = [n for n in sorted(os.listdir(d)) if not n.startswith(".") and (d / n).is_dir()]
+    for name in progress(names, total=len(names), desc="snapshots"):
+        result.snapshots += 1
+        try:
+            snapshots.verify_snapshot(DEFAULT_FS, str(d / name))
+        except CorruptionError as exc:
+            where = exc.file or f"{snapshots.SNAPSHOT_DIR}/{name}"
+            result.problems.append(Problem(where, exc.offset, exc.lsn, bare_message(exc)))
+
+
 def _meta_problems(facts: BaseFacts) -> list[Problem]:
     out = []
     if facts.store_id is None:
@@ -147,6 +168,8 @@ def run(args: argparse.Namespace) -> int:
         f"  base image  {result.base_entries} entries checked, "
         f"checkpoint at lsn {result.checkpoint_lsn}"
     )
+    if result.snapshots:
+        print(f"  snapshots   {result.snapshots} checked")
     plural = "" if result.segments == 1 else "s"
     print(
         f"  log         {result.segments} segment{plural}, {result.records} records checked{lsns}"
