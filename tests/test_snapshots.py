@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import threading
 from concurrent.futures import Future
 from pathlib import Path
@@ -327,6 +328,21 @@ def test_transaction_after_a_restore_reads_the_restored_state(store):
     with store.transaction() as txn:
         txn[b"n"] = txn[b"n"] + b"+"
     assert store[b"n"] == b"1+"
+
+
+def test_set_aside_base_and_log_open_as_the_replaced_store(store, tmp_path):
+    store[b"a"] = b"1"
+    store.save("s")
+    store.checkpoint()
+    store[b"a"] = b"2"
+    store[b"b"] = b"after the checkpoint"
+    info = store.restore("s")
+    old = tmp_path / "old.sp"
+    old.mkdir()
+    for part in ("base", "wal"):
+        shutil.copytree(store.path / info.set_aside / part, old / part)
+    with open_store(old) as db:
+        assert state(db) == {b"a": b"2", b"b": b"after the checkpoint"}
 
 
 # --- background saves ---------------------------------------------------------------------

@@ -26,9 +26,16 @@ MODES = ("min", "max")
 
 
 class _Described(Protocol):
-    name: str
-    step: int | None
-    metrics: dict[str, float]
+    """What the policy reads of a snapshot (SnapshotInfo has it)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def step(self) -> int | None: ...
+
+    @property
+    def metrics(self) -> dict[str, float]: ...
 
 
 def _positive(name: str, value: Any) -> int | None:
