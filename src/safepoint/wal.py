@@ -17,6 +17,7 @@ middle of the log (a later record proves the damaged one had been synced).
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 import time
@@ -257,7 +258,17 @@ class WalWriter:
         self._lead_flush(durable=True, release=False)
         self._check_usable()
         size = max(self._segment_bytes, SEGMENT_HEADER_SIZE + record_size)
-        new_file, alloc = self._create_segment(self._next_lsn, size)
+        try:
+            new_file, alloc = self._create_segment(self._next_lsn, size)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise  # a full disk: the commit fails cleanly, the log stays usable
+            # A failed fsync or write proves nothing when retried (design.md,
+            # "Failures"): fail the log as a failed record fsync does.
+            self._fail(exc)
+            raise StoreFailedError(
+                f"wal: creating segment {self._next_lsn} failed ({exc}); reopen the store to recover"
+            ) from exc
         old = self._file
         self._file, self._alloc = new_file, alloc
         self._offset = self._end = SEGMENT_HEADER_SIZE
