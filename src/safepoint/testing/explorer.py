@@ -34,6 +34,7 @@ from typing import Any
 
 from ..store import Store
 from .crash import MODELS, RANDOM_MODELS, CrashState, crash_state
+from .failures import Failures
 from .faultfs import FaultFS
 from .recorder import History, RecordingStore
 from .trace import DURABILITY_EVENTS, replay
@@ -112,6 +113,7 @@ def explore(
     workdir: str | os.PathLike[str] | None = None,
     keep_failures: str | os.PathLike[str] | None = None,
     lose_log_fsyncs: bool = False,
+    arm: Callable[[Failures], object] | None = None,
 ) -> ExploreResult:
     """Crash ``workload`` at many points under each model; report violations.
 
@@ -122,7 +124,10 @@ def explore(
     models.  ``sample_ops``: how many crash points besides the fsync
     boundaries (None: every I/O operation).  ``recovery_crashes``: crashes
     injected into each recovery.  ``lose_log_fsyncs``: the mutation switch
-    (faultfs.py), for proving that the checks catch lost commits.
+    (faultfs.py), for proving that the checks catch lost commits.  ``arm``
+    is called with the FaultFS's ``Failures`` before the store opens, to
+    inject I/O errors into the run (the workload then handles the errors
+    the store raises); recoveries run without them.
     """
     models = tuple(models)
     for m in models:
@@ -136,7 +141,7 @@ def explore(
     own_dir = workdir is None
     work = Path(tempfile.mkdtemp(prefix="safepoint-explore-") if own_dir else workdir)  # type: ignore[arg-type]
     try:
-        fs, history = _run(workload, work / "store", options, lose_log_fsyncs)
+        fs, history = _run(workload, work / "store", options, lose_log_fsyncs, arm)
         checker = _Checker(
             work, check_options, history, models, seed, keep_failures, recovery_crashes
         )
@@ -179,8 +184,11 @@ def _run(
     root: Path,
     options: dict[str, Any],
     lose_log_fsyncs: bool,
+    arm: Callable[[Failures], object] | None,
 ) -> tuple[FaultFS, History]:
     fs = FaultFS(root, lose_log_fsyncs=lose_log_fsyncs)
+    if arm is not None:
+        arm(fs.failures)
     history = History()
     try:
         db = RecordingStore(Store(root, fs=fs, **options), history, lambda: len(fs.trace))

@@ -398,14 +398,17 @@ class FaultFS(FileSystem):
             if self.lose_log_fsyncs and fnmatch.fnmatchcase(name, LOG_SEGMENTS):
                 return
             fault = self.failures.on_fsync(name, is_dir=False)
+            # fsync(2) reports no file name; the OSError names the file's
+            # current name (File.path is the name it was opened under).
+            where = self._abs(name) if name else f.path
             if fault is not None and not fault.reached_disk:
                 if fault.lose_pages:
                     self._record(SyncLost(f.node))
-                raise OSError(fault.error, os.strerror(fault.error), f.path)
+                raise OSError(fault.error, os.strerror(fault.error), where)
             real_sync()  # type: ignore[operator]
             self._record(Sync(f.node))
             if fault is not None:
-                raise OSError(fault.error, os.strerror(fault.error), f.path)
+                raise OSError(fault.error, os.strerror(fault.error), where)
 
     # --- LMDB ----------------------------------------------------------------------
 

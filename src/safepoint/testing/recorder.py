@@ -146,9 +146,11 @@ class RecordingStore:
         return info
 
     def close(self) -> None:
-        """Store.close; every commit is durable when it returns."""
+        """Store.close; every commit is durable when it returns, unless the
+        log had failed (a failed store closes without syncing)."""
         self._store.close()
-        self._history.acknowledge_all(self._clock())
+        if self._store._failed is None:
+            self._history.acknowledge_all(self._clock())
 
     # --- everything else --------------------------------------------------------
 
