@@ -37,6 +37,12 @@ from .errors import CorruptionError, Error
 from .format import parse_segment_name
 from .fs import FileSystem
 from .recovery import LOST_DIR
+from .snapshot_files import (
+    clean_leftovers,
+    decode_checked_json,
+    encode_checked_json,
+    store_relative,
+)
 
 INTENT_FILE = "RESTORE.json"
 NEW_BASE_DIR = "base.new"
@@ -75,8 +81,6 @@ def prepare_base(fs: FileSystem, root: str, snap_dir: str, files: dict[str, Any]
 
 
 def _copy_checked(fs: FileSystem, src: str, dst: str, want: dict[str, Any]) -> None:
-    from .snapshots import _rel
-
     fin = fs.open(src)
     try:
         fout = fs.open(dst, write=True, create=True)
@@ -93,7 +97,7 @@ def _copy_checked(fs: FileSystem, src: str, dst: str, want: dict[str, Any]) -> N
             if offset != want.get("size") or crc != want.get("crc32c"):
                 raise CorruptionError(
                     "snapshot: file changed while it was restored (size or checksum)",
-                    file=_rel(src),
+                    file=store_relative(src),
                 )
             fout.sync()
         finally:
@@ -122,8 +126,6 @@ def _give_fresh_store_id(path: str, lsn: int) -> bytes:
 
 def restore_intent(fs: FileSystem, root: str, name: str, lsn: int) -> Intent:
     """The intent for restoring snapshot ``name`` at ``lsn``, with an unused aside dir."""
-    from .snapshots import encode_checked_json
-
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     aside = f"{LOST_DIR}/restore-{stamp}-{name}"
     n = 1
@@ -144,8 +146,6 @@ def complete_interrupted_restore(
     the set-aside directory of a restore it completed, else None.  A
     read-only open changes nothing: it raises Error if a restore is pending.
     """
-    from .snapshots import clean_leftovers, decode_checked_json
-
     intent_path = os.path.join(root, INTENT_FILE)
     if readonly:
         if fs.exists(intent_path):
