@@ -48,12 +48,38 @@ CUT_STEP = 7  # bytes between cuts: lands on every field of every record
 TAIL_RECORDS = 3  # how many records at the end of the log the cuts sweep
 
 
-def build_store(path, count: int, **options) -> str:
-    """A closed store holding serial transactions 1..count, one record each."""
-    with safepoint.open(path, **{**OPTIONS, **options}) as db:
-        for i in range(1, count + 1):
-            commit_serial(db, i)
-    return str(path)
+class _Templates:
+    """Stores written once per module: most tests damage a copy of the same
+    few stores, and writing one costs an fdatasync per commit."""
+
+    root = ""
+    paths: dict[tuple[object, ...], str] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _templates(tmp_path_factory):
+    _Templates.root = str(tmp_path_factory.mktemp("templates"))
+    _Templates.paths = {}
+    yield
+
+
+def build_store(path, count: int, *, fresh: bool = False, **options) -> str:
+    """A closed store holding serial transactions 1..count, one record each.
+
+    A copy of a store written once per module, unless ``fresh`` (a store with
+    a store id of its own).
+    """
+    opts = {**OPTIONS, **options}
+    key = (count, *sorted(opts.items()))
+    if fresh or key not in _Templates.paths:
+        target = path if fresh else os.path.join(_Templates.root, f"t{len(_Templates.paths)}")
+        with safepoint.open(target, **opts) as db:
+            for i in range(1, count + 1):
+                commit_serial(db, i)
+        if fresh:
+            return str(path)
+        _Templates.paths[key] = target
+    return str(copy_store(_Templates.paths[key], path))
 
 
 def prefix_of(state: dict[bytes, bytes]) -> int:
@@ -240,7 +266,7 @@ def test_missing_middle_segment_recovers_the_prefix_in_point_in_time(tmp_path):
 @pytest.mark.parametrize("mode", MODES)
 def test_segment_of_another_store_after_the_log_raises(tmp_path, mode):
     store = build_store(tmp_path / "s.sp", 10)
-    other = build_store(tmp_path / "other.sp", 20)
+    other = build_store(tmp_path / "other.sp", 10, fresh=True)
     # Named as the store's next segment would be, so only the store id is wrong.
     foreign = os.path.join(store, "wal", f"{11:020d}.wal")
     shutil.copyfile(segments(other)[0], foreign)
