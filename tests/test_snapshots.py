@@ -494,6 +494,18 @@ def test_save_inside_a_transaction_is_refused(store):
             store.save("inside")
 
 
+def test_restore_inside_a_transaction_is_refused_and_the_store_keeps_working(store):
+    store[b"k"] = b"v"
+    store.save("s")
+    with store.transaction() as txn:
+        txn[b"k"] = b"in txn"
+        with pytest.raises(RuntimeError, match="open transaction"):
+            store.restore("s")
+    assert store.checkpoint().lsn == 2
+    store.restore("s")
+    assert state(store) == {b"k": b"v"}
+
+
 def test_restore_with_a_readonly_view_open_in_the_process_is_refused(tmp_path):
     with open_store(tmp_path / "s") as db:
         db[b"k"] = b"v"

@@ -316,6 +316,11 @@ class Snapshots:
         name = check_name(name)
         store = self._store
         store._check_writable()
+        if store._txn_owner == threading.get_ident():
+            # Checked before anything stops: quiescing waits for this very lock.
+            raise RuntimeError(
+                "this thread has an open transaction; restore after it commits or aborts"
+            )
         fs, root = self._fs, self._root
         with self._op_lock:
             self.wait()
