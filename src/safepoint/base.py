@@ -24,7 +24,7 @@ from contextlib import contextmanager
 import lmdb
 
 from . import records
-from .errors import CorruptionError, Error
+from .errors import ClosedError, CorruptionError, Error
 from .format import BASE_ENTRY_CRC, FORMAT_VERSION, LMDB_ENGINE, LMDB_LIB_VERSION
 
 _META_STORE_ID = b"store_id"
@@ -177,40 +177,72 @@ class BaseImage:
     # --- reads ------------------------------------------------------------------
 
     def get(self, key: bytes) -> bytes | None:
-        """The value of ``key`` in the base image, CRC-checked; None if absent."""
-        if self._pinned is not None:
-            stored = self._pinned.get(key, db=self._data)
-            return None if stored is None else check_entry(key, stored)
-        with self._gate.shared(), self.env.begin(db=self._data, buffers=True) as txn:
-            stored = txn.get(key)
-            if stored is None:
-                return None
-            return check_entry(key, stored)
+        """The value of ``key`` in the base image, CRC-checked; None if absent.
+
+        Raises ClosedError if the base image is (being) closed.
+        """
+        pinned, env = self._pinned, self.env
+        try:
+            if pinned is not None:
+                stored = pinned.get(key, db=self._data)
+                return None if stored is None else check_entry(key, stored)
+            if env is None:
+                raise ClosedError("base: the store is closed")
+            with self._gate.shared(), env.begin(db=self._data, buffers=True) as txn:
+                stored = txn.get(key)
+                if stored is None:
+                    return None
+                return check_entry(key, stored)
+        except lmdb.Error as exc:
+            # A reader racing close(): the environment went away under it.
+            if self.env is None:
+                raise ClosedError("base: the store was closed during a read") from exc
+            raise
 
     @contextmanager
     def reader(self) -> Iterator[lmdb.Transaction]:
         """A read transaction: one consistent view for as long as it is held."""
-        if self._pinned is not None:
-            yield self._pinned
+        pinned, env = self._pinned, self.env
+        if pinned is not None:
+            yield pinned
             return
-        with self._gate.shared(), self.env.begin(db=self._data) as txn:
-            yield txn
+        if env is None:
+            raise ClosedError("base: the store is closed")
+        with self._gate.shared():
+            try:
+                txn = env.begin(db=self._data)
+            except lmdb.Error as exc:
+                if self.env is None:
+                    raise ClosedError("base: the store was closed during a read") from exc
+                raise
+            with txn:
+                yield txn
 
     def iter_range(
         self, txn: lmdb.Transaction, start: bytes | None, stop: bytes | None
     ) -> Iterator[tuple[bytes, bytes]]:
-        """CRC-checked (key, value) pairs with start <= key < stop, in order."""
-        cur = txn.cursor(db=self._data)
-        if start is None:
-            ok = cur.first()
-        else:
-            ok = cur.set_range(start)
-        while ok:
-            key = bytes(cur.key())
-            if stop is not None and key >= stop:
-                return
-            yield key, check_entry(key, cur.value())
-            ok = cur.next()
+        """CRC-checked (key, value) pairs with start <= key < stop, in order.
+
+        Raises ClosedError if the base image is closed while iterating.
+        """
+        try:
+            cur = txn.cursor(db=self._data)
+            if start is None:
+                ok = cur.first()
+            else:
+                ok = cur.set_range(start)
+            while ok:
+                key = bytes(cur.key())
+                if stop is not None and key >= stop:
+                    return
+                yield key, check_entry(key, cur.value())
+                ok = cur.next()
+        except lmdb.Error as exc:
+            # Closing the environment invalidates its transactions; say so in
+            # the store's own terms rather than LMDB's.
+            if self.env is None:
+                raise ClosedError("base: the store was closed while an iterator was open") from exc
+            raise
 
     def count(self) -> int:
         """Number of entries in the base image."""
