@@ -282,3 +282,40 @@ def test_close_under_load_keeps_every_acknowledged_commit(path):
     with safepoint.open(path) as again:
         stored = set(again.keys())
     assert all(k in stored for keys in acked for k in keys)
+
+
+def race_readers_with_close(path) -> list[BaseException]:
+    """Open the store, start three readers, close it under them; return how
+    each reader ended."""
+    db = safepoint.open(path, segment_bytes=1 << 16)
+    ended: list[BaseException] = []
+    go = threading.Barrier(4)
+
+    def read() -> None:
+        go.wait()
+        try:
+            while True:
+                for _ in db.items():
+                    pass
+                for i in range(0, 2000, 7):
+                    db.get(b"k%04d" % i)
+        except Exception as exc:  # noqa: BLE001 - the type is what is tested
+            ended.append(exc)
+
+    def close_soon() -> None:
+        go.wait()
+        threading.Event().wait(0.01)
+        db.close()
+
+    run_threads([read, read, read, close_soon])
+    return ended
+
+
+def test_readers_racing_close_get_closed_error_and_nothing_else(path):
+    # Whatever a reader is doing when close() runs (a lock-free get, a base
+    # image cursor), it ends with the store's ClosedError, not an LMDB error.
+    with safepoint.open(path, segment_bytes=1 << 16) as db:
+        db.update({b"k%04d" % i: b"v" * 100 for i in range(2000)})
+    for _ in range(5):
+        ended = race_readers_with_close(path)
+        assert [type(e) for e in ended] == [safepoint.ClosedError] * 3, ended

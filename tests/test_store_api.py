@@ -590,6 +590,18 @@ def test_a_closed_store_raises_closed_error(db, use):
         use(db)
 
 
+def test_an_iterator_used_after_close_raises_closed_error(db):
+    db.update({b"a": b"1", b"b": b"2", b"c": b"3"})
+    db.checkpoint()  # the rest of the iteration comes from the base image
+    started, unstarted = db.items(), db.keys()
+    assert next(started) == (b"a", b"1")
+    db.close()
+    with pytest.raises(safepoint.ClosedError):
+        list(started)
+    with pytest.raises(safepoint.ClosedError):
+        list(unstarted)
+
+
 @pytest.mark.parametrize(
     "write",
     [
