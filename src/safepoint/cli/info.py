@@ -146,7 +146,9 @@ def run(args: argparse.Namespace) -> int:
         rows.append(
             (
                 "checkpoint",
-                f"lsn {base['checkpoint_lsn']} ({base['checkpoints']} checkpoints so far)",
+                f"lsn {base['checkpoint_lsn']} "
+                f"({base['checkpoints']} checkpoint{'s' if base['checkpoints'] != 1 else ''} "
+                "taken by this base image)",
             )
         )
         rows.append(

@@ -207,14 +207,15 @@ def _scan_segment(
             )
             return expect
         if proven:
-            why = f"record {proven[0].lsn} after it was written once lsn {expect} was durable"
+            why = f"record {proven[0].lsn} was written after lsn {expect} was on disk"
         else:
             why = "a later segment exists, so this one was complete"
-        if later and later[0].lsn > expect:
+        gap = ""
+        if later and later[0].lsn == expect + 1:
+            gap = f"; record {expect} is unreadable"
+        elif later and later[0].lsn > expect:
             gap = f"; records {expect}..{later[0].lsn - 1} are unreadable"
-        else:
-            gap = ""
-        yield Problem(name, res.offset, expect, f"{reason} ({why}){gap}")
+        yield Problem(name, res.offset, expect, f"{reason}; not a torn tail: {why}{gap}")
         if not later:
             return expect
         expect = later[0].lsn

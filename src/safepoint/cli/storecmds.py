@@ -44,7 +44,8 @@ def run_recover(args: argparse.Namespace) -> int:
         ("torn tail", "yes" if rec.torn_tail else "no"),
     ]
     if rec.records_dropped:
-        rows.append(("set aside", f"{rec.records_dropped} valid records after the damage"))
+        n = rec.records_dropped
+        rows.append(("set aside", f"{n} valid record{'s' if n != 1 else ''} after the damage"))
     for path in rec.set_aside:
         rows.append(("kept in", path))
     rows.append(("took", f"{rec.duration_s * 1000:.1f} ms"))

@@ -180,8 +180,8 @@ def run(args: argparse.Namespace) -> int:
     if bad:
         print(
             f"damaged: {len(bad)} problem{'s' if len(bad) != 1 else ''} found. "
-            "`safepoint recover PATH --mode point_in_time` keeps the valid prefix of the "
-            "log and sets the rest aside"
+            f"`safepoint recover {args.path} --mode point_in_time` keeps the valid prefix "
+            "of the log and sets the rest aside"
         )
         return EXIT_DAMAGE
     if result.problems:
