@@ -12,7 +12,7 @@ import subprocess
 from hypothesis import given
 from hypothesis import strategies as st
 
-from clitools import SAFEPOINT, make_store, run_cli
+from clitools import SAFEPOINT, file_bytes, make_store, run_cli
 from helpers import flip_bit, read_state, record_at_lsn
 from safepoint.cli.dumpformat import decode_bytes, encode_bytes
 
@@ -125,6 +125,13 @@ def test_load_reads_a_file_argument(tmp_path):
     run_cli("dump", src, "-o", tmp_path / "d.jsonl")
     assert run_cli("load", tmp_path / "dst.sp", tmp_path / "d.jsonl").returncode == 0
     assert read_state(tmp_path / "dst.sp") == BINARY
+
+
+def test_dump_changes_no_file(tmp_path):
+    store = make_store(tmp_path / "s.sp")
+    before = file_bytes(store)
+    assert run_cli("dump", store).returncode == 0
+    assert file_bytes(store) == before
 
 
 # Error paths

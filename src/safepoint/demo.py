@@ -165,15 +165,18 @@ def _on_disk(store: Path) -> None:
         facts = read_facts(env, data_db, meta_db)
     assert facts.store_id is not None
     last = records = 0
-    tail = "it ends cleanly after the last whole record"
+    tail = "the log ends cleanly after its last whole record"
     for item in scan_log(store, facts.store_id, checkpoint_lsn=facts.checkpoint_lsn):
         if isinstance(item, Record):
             last, records = item.lsn, records + 1
         else:
-            tail = f"then: {item.message}"
-    log_bytes = sum(p.stat().st_size for p in (store / "wal").glob("*.wal"))
+            tail = f"after the last whole record: {item.message}"
+    segments = sorted((store / "wal").glob("*.wal"))
+    log_bytes = sum(p.stat().st_size for p in segments)
+    where = f"{len(segments)} preallocated segment{'s' if len(segments) != 1 else ''}"
     _say(f"2. on disk  base image at lsn {facts.checkpoint_lsn} (the last checkpoint)")
-    _say(f"{_INDENT}log: {records} records up to lsn {last} in {human_bytes(log_bytes)}; {tail}")
+    _say(f"{_INDENT}log: {records} records up to lsn {last} ({where}, {human_bytes(log_bytes)})")
+    _say(f"{_INDENT}{tail}")
     pid = (store / "LOCK").read_text().strip()
     _say(f"{_INDENT}LOCK still names pid {pid}, but its flock died with the process")
 
