@@ -46,7 +46,6 @@ from .trace import (
 SECTOR_BYTES = 512
 MODELS = ("drop_unsynced", "keep_prefix", "keep_subset", "torn_write", "undo_dir_ops")
 RANDOM_MODELS = frozenset({"keep_prefix", "keep_subset", "torn_write"})
-LMDB_DATA_FILE = "data.mdb"
 _TEAR_KINDS = ("new", "old", "zero", "garbage")
 
 
@@ -59,7 +58,6 @@ class CrashState:
     point: int  # how many trace events happened before the power went
     files: dict[str, bytes] = field(default_factory=dict)  # relative path -> bytes
     dirs: list[str] = field(default_factory=list)  # relative paths, parents first
-    lmdb: dict[str, bytes] = field(default_factory=dict)  # env dir -> data.mdb
     note: str = ""  # what the model did, for a violation report
 
     def fingerprint(self) -> str:
@@ -70,15 +68,12 @@ class CrashState:
         for path in sorted(self.files):
             h.update(b"f\0" + path.encode() + b"\0")
             h.update(hashlib.sha256(self.files[path]).digest())
-        for path in sorted(self.lmdb):
-            h.update(b"l\0" + path.encode() + b"\0")
-            h.update(hashlib.sha256(self.lmdb[path]).digest())
         return h.hexdigest()
 
     def materialise(self, dest: str | os.PathLike[str]) -> Path:
         """Write this state as a real directory tree at ``dest`` (replacing
         whatever is there) and return its path.  LMDB environments get their
-        last committed ``data.mdb``; LMDB rebuilds its lock file itself."""
+        last committed ``data.mdb`` and no lock file (LMDB makes a new one)."""
         root = Path(dest)
         if root.exists():
             shutil.rmtree(root)
@@ -87,8 +82,6 @@ class CrashState:
             (root / d).mkdir()
         for path, data in self.files.items():
             (root / path).write_bytes(data)
-        for env, data in self.lmdb.items():
-            (root / env / LMDB_DATA_FILE).write_bytes(data)
         return root
 
 
@@ -220,8 +213,4 @@ def _build(
             else:
                 apply_data(content, op)
         state.files[path] = bytes(content)
-    for env, data in replay.lmdb.items():
-        if env in present:
-            state.lmdb[env] = data
-            state.files.pop(f"{env}/{LMDB_DATA_FILE}" if env else LMDB_DATA_FILE, None)
     return state

@@ -168,7 +168,7 @@ def explore(
                     per_model[m].add(fp)
                     checker.check(state, fp)
         result.distinct = {m: len(fps) for m, fps in per_model.items()}
-        result.states = len(checker.seen)
+        result.states = len(checker.recovered)
         result.violations = checker.violations
         result.recovery_crashes = checker.recovery_crashes
         result.tails_cut = checker.tails_cut
@@ -235,39 +235,45 @@ class _Checker:
         self.models = models
         self.rng = random.Random(seed)
         self.keep = Path(keep_failures) if keep_failures is not None else None
-        self.seen: set[str] = set()
+        self.recovered: dict[str, list[int] | None] = {}  # fingerprint -> matching prefixes
         self.violations: list[Violation] = []
         self.recovery_crashes = 0
         self.tails_cut = 0
 
     def check(self, state: CrashState, fp: str) -> None:
-        """Check one crash state (``fp``: its fingerprint) unless an identical
-        one was checked before."""
-        if fp in self.seen:
-            return
-        self.seen.add(fp)
+        """Check one crash state (``fp``: its fingerprint).  An identical
+        state met before is not recovered again, but it is judged again:
+        what it must hold depends on when the crash happened."""
+        if fp not in self.recovered:
+            self.recovered[fp] = self._recover(state)
+        js = self.recovered[fp]
+        if js is None:
+            return  # recovery failed: reported when first met
+        must, may = self.history.bounds(state.point)
+        if not any(must <= j <= may for j in js):
+            self._judge(state, js, must, may)
+
+    def _recover(self, state: CrashState) -> list[int] | None:
+        """Recover a new crash state and check what does not depend on the
+        crash point; returns the commit prefixes its state equals."""
         path = state.materialise(self.work / "check")
         try:
             found = self._open(path, count_cuts=True)
         except Exception as exc:  # noqa: BLE001 - any failure to recover is the finding
             self._fail(state, "recovery_failed", f"{type(exc).__name__}: {exc}")
-            return
-        must, may = self.history.bounds(state.point)
-        js = self.history.matches(found)
-        if not any(must <= j <= may for j in js):
-            self._judge(state, js, must, may)
-            return
+            return None
         try:
             again = self._open(path)  # as the first recovery left it
         except Exception as exc:  # noqa: BLE001
             self._fail(
                 state, "reopen_differs", f"a second open failed: {type(exc).__name__}: {exc}"
             )
-            return
-        if again != found:
-            self._fail(state, "reopen_differs", "a second open gave a different state")
+        else:
+            if again != found:
+                self._fail(state, "reopen_differs", "a second open gave a different state")
         for _ in range(self.crashes_per_recovery):
             self._crash_recovery(state, found)
+        return self.history.matches(found)
 
     def _open(
         self, path: Path, fs: FaultFS | None = None, count_cuts: bool = False

@@ -10,14 +10,18 @@ what is not yet synced, per directory the entries a directory fsync has not
 yet covered.
 
 LMDB does its own I/O, outside this layer.  Its commits are modelled as
-atomic and durable when they return: lmdb_model.py copies ``data.mdb`` at
-each commit of the store's base image (directories named in ``lmdb_dirs``,
-whose files the layer does not track otherwise).
+atomic and durable when they return: lmdb_model.py reports each commit of a
+``BaseImage`` and the layer records a copy of that ``data.mdb``, which from
+then on is its durable content (renames carry it along like any file).
+LMDB's ``lock.mdb`` is not state and is never traced.
 
-Limits: one FaultFS per store directory; a file it knows must be written
-through it (files that appear from outside are adopted as unsynced when an
-operation or a directory fsync first meets them); contents are held in
-memory, so keep test stores small (``segment_bytes=4096``).
+Limits: one FaultFS per store directory.  Bytes written outside the layer
+are seen when an fsync through the layer finds the file's size changed
+(LMDB's ``copyfd`` into a snapshot file), and files that appear from
+outside are adopted as unsynced when an operation or a directory fsync
+first meets them; an outside overwrite that keeps the size is not seen.
+Contents are held in memory, so keep test stores small
+(``segment_bytes=4096``).
 """
 
 from __future__ import annotations
@@ -53,6 +57,8 @@ from .trace import (
 
 LOG_SEGMENTS = "wal/*.wal"
 """The files whose fsyncs ``lose_log_fsyncs`` turns into no-ops."""
+LMDB_DATA_FILE = "data.mdb"
+LMDB_LOCK_FILE = "lock.mdb"  # reader table, rebuilt by LMDB: not state
 
 
 class FaultFile(File):
@@ -78,6 +84,7 @@ class FaultFile(File):
         n = os.pwrite(self.fd, view[:allowed], offset)
         data = None if self._zeroing else bytes(view[:n])
         ffs._record(Write(self.node, offset, n, data))
+        ffs._sizes[self.node] = max(ffs._sizes.get(self.node, 0), offset + n)
         return n
 
     def zero_fill(self, start: int, end: int) -> None:
@@ -94,6 +101,7 @@ class FaultFile(File):
         with self._ffs._lock:
             super().truncate(size)
             self._ffs._record(Truncate(self.node, size))
+            self._ffs._sizes[self.node] = size
 
     def sync_data(self) -> None:
         """fdatasync, traced; an armed fault may fail it."""
@@ -107,8 +115,7 @@ class FaultFile(File):
 class FaultFS(FileSystem):
     """Real files plus a trace of every change under ``root``.
 
-    ``lmdb_dirs``: directories (relative to ``root``) holding LMDB
-    environments, modelled by their commits.  ``lose_log_fsyncs`` is a
+    ``lose_log_fsyncs`` is a
     mutation switch for testing the tests: fsyncs of log segments
     (``wal/*.wal``) do nothing, so commits are acknowledged without being
     durable; crash tests must then report lost commits.  ``failures``: armed
@@ -119,12 +126,10 @@ class FaultFS(FileSystem):
         self,
         root: str | os.PathLike[str],
         *,
-        lmdb_dirs: tuple[str, ...] = ("base",),
         lose_log_fsyncs: bool = False,
         failures: Failures | None = None,
     ) -> None:
         self.root = os.path.abspath(os.fspath(root))
-        self.lmdb_dirs = tuple(d.strip("/") for d in lmdb_dirs)
         self.lose_log_fsyncs = lose_log_fsyncs
         self.failures = failures if failures is not None else Failures()
         self.trace: list[Event] = []
@@ -132,6 +137,8 @@ class FaultFS(FileSystem):
         self._names: dict[str, int] = {}  # live file entries -> inode
         self._where: dict[int, str] = {}  # inode -> its live name
         self._dirs: set[str] = set()  # live directories
+        self._sizes: dict[int, int] = {}  # inode -> size as written through the layer
+        self._lmdb_seen: dict[int, bytes] = {}  # data.mdb inode -> content last traced
         self._next_node = 1
         self.baseline = self._scan()
         lmdb_model.watch(self)
@@ -147,11 +154,8 @@ class FaultFS(FileSystem):
             return None
         return p[len(self.root) + 1 :].replace(os.sep, "/")
 
-    def _in_lmdb(self, rel: str) -> bool:
-        return any(rel.startswith(d + "/") for d in self.lmdb_dirs)
-
     def _tracked(self, rel: str | None) -> bool:
-        return rel is not None and rel != "" and not self._in_lmdb(rel)
+        return rel is not None and rel != "" and not _is_lmdb_lock(rel)
 
     def _abs(self, rel: str) -> str:
         return os.path.join(self.root, *rel.split("/")) if rel else self.root
@@ -165,11 +169,12 @@ class FaultFS(FileSystem):
     def _record(self, event: Event) -> None:
         self.trace.append(event)
 
-    def _new_node(self, rel: str) -> int:
+    def _new_node(self, rel: str, size: int = 0) -> int:
         node = self._next_node
         self._next_node += 1
         self._names[rel] = node
         self._where[node] = rel
+        self._sizes[node] = size
         return node
 
     def _scan(self) -> Baseline:
@@ -179,42 +184,39 @@ class FaultFS(FileSystem):
             return base
         for dirpath, dirnames, filenames in os.walk(self.root):
             rel_dir = self._rel(dirpath) or ""
-            if rel_dir in self.lmdb_dirs:
-                data = _read_lmdb(dirpath)
-                if data is not None:
-                    base.lmdb[rel_dir] = data
-                dirnames[:] = []
-                continue
             for d in dirnames:
                 rel = f"{rel_dir}/{d}" if rel_dir else d
                 base.entries[rel] = DIR
                 self._dirs.add(rel)
             for f in filenames:
                 rel = f"{rel_dir}/{f}" if rel_dir else f
-                node = self._new_node(rel)
-                base.entries[rel] = node
+                if _is_lmdb_lock(rel):
+                    continue
                 with open(os.path.join(dirpath, f), "rb") as fh:
-                    base.contents[node] = fh.read()
+                    content = fh.read()
+                node = self._new_node(rel, len(content))
+                base.entries[rel] = node
+                base.contents[node] = content
+                if f == LMDB_DATA_FILE:
+                    self._lmdb_seen[node] = content
         return base
 
     def _adopt_file(self, rel: str) -> int:
         """Trace a file that appeared outside the layer: its bytes are unsynced."""
         with open(self._abs(rel), "rb") as fh:
             content = fh.read()
-        node = self._new_node(rel)
+        node = self._new_node(rel, len(content))
         self._record(Adopt(rel, node, content))
         return node
 
     def _adopt_tree(self, rel: str) -> None:
         self._dirs.add(rel)
         self._record(MkDir(rel))
-        if rel in self.lmdb_dirs:
-            return
         for entry in sorted(os.scandir(self._abs(rel)), key=lambda e: e.name):
             child = f"{rel}/{entry.name}"
             if entry.is_dir(follow_symlinks=False):
                 self._adopt_tree(child)
-            elif child not in self._names:
+            elif child not in self._names and not _is_lmdb_lock(child):
                 self._adopt_file(child)
 
     def _forget_tree(self, rel: str) -> None:
@@ -229,15 +231,13 @@ class FaultFS(FileSystem):
     def _reconcile(self, rel_dir: str) -> None:
         """Bring the traced entries of one directory in line with the disk
         (names created or removed outside the layer)."""
-        if rel_dir in self.lmdb_dirs or self._in_lmdb(rel_dir):
-            return
         path = self._abs(rel_dir)
         real = {e.name: e.is_dir(follow_symlinks=False) for e in os.scandir(path)}
         for name, is_dir in sorted(real.items()):
             rel = f"{rel_dir}/{name}" if rel_dir else name
             if is_dir and rel not in self._dirs:
                 self._adopt_tree(rel)
-            elif not is_dir and rel not in self._names:
+            elif not is_dir and rel not in self._names and not _is_lmdb_lock(rel):
                 self._adopt_file(rel)
         for rel in [p for p in self._names if parent(p) == rel_dir]:
             if rel.rpartition("/")[2] not in real:
@@ -380,7 +380,7 @@ class FaultFS(FileSystem):
     def sync_dir(self, path: str) -> None:
         """fsync a directory, traced; an armed fault may fail it."""
         rel = self._rel(path)
-        if rel is None or self._in_lmdb(rel):
+        if rel is None:
             return super().sync_dir(path)
         with self._lock:
             fault = self.failures.on_fsync(rel, is_dir=True)
@@ -406,22 +406,40 @@ class FaultFS(FileSystem):
                     self._record(SyncLost(f.node))
                 raise OSError(fault.error, os.strerror(fault.error), where)
             real_sync()  # type: ignore[operator]
-            self._record(Sync(f.node))
+            size = os.fstat(f.fd).st_size
+            if size != self._sizes.get(f.node):
+                # Written outside the layer (LMDB's copyfd): what is on disk now.
+                self._sizes[f.node] = size
+                self._record(Sync(f.node, f.read_all()))
+            else:
+                self._record(Sync(f.node))
             if fault is not None:
                 raise OSError(fault.error, os.strerror(fault.error), where)
 
     # --- LMDB ----------------------------------------------------------------------
 
-    def note_lmdb_commit(self, env_path: str) -> None:
+    def note_lmdb_commit(self, env_path: str, *, if_changed: bool = False) -> None:
         """Record that the LMDB environment at ``env_path`` committed (called
-        by lmdb_model right after the commit returns)."""
-        rel = self._rel(env_path)
-        if rel is None or rel not in self.lmdb_dirs:
+        by lmdb_model right after a commit returns).  ``if_changed``: only if
+        ``data.mdb`` differs from the last content the trace holds for it."""
+        env = self._rel(env_path)
+        if env is None:
             return
+        rel = f"{env}/{LMDB_DATA_FILE}" if env else LMDB_DATA_FILE
         with self._lock:
-            data = _read_lmdb(self._abs(rel))
-            if data is not None:
-                self._record(LmdbCommit(rel, data))
+            try:
+                with open(self._abs(rel), "rb") as fh:
+                    data = fh.read()
+            except FileNotFoundError:
+                return
+            node = self._names.get(rel)
+            if node is None:
+                node = self._new_node(rel, len(data))
+            elif if_changed and self._lmdb_seen.get(node) == data:
+                return
+            self._sizes[node] = len(data)
+            self._lmdb_seen[node] = data
+            self._record(LmdbCommit(rel, node, data))
 
     def close(self) -> None:
         """Stop observing LMDB commits (the trace stays readable)."""
@@ -447,9 +465,5 @@ class FaultFS(FileSystem):
         return [i + 1 for i, ev in enumerate(self.trace) if isinstance(ev, DURABILITY_EVENTS)]
 
 
-def _read_lmdb(env_dir: str) -> bytes | None:
-    try:
-        with open(os.path.join(env_dir, "data.mdb"), "rb") as fh:
-            return fh.read()
-    except FileNotFoundError:
-        return None
+def _is_lmdb_lock(rel: str) -> bool:
+    return rel.rpartition("/")[2] == LMDB_LOCK_FILE

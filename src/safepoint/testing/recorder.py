@@ -6,10 +6,13 @@ when it was acknowledged as durable, and keeps the expected state after it
 (a plain dict).  Everything else is passed straight to the store.
 
 A commit is acknowledged as durable when it returns with ``sync="always"``;
-with the other sync modes, only when a later ``checkpoint()`` or ``close()``
-returns.  A commit that raised after its record was queued (a failed
-fsync) is "maybe committed": never acknowledged, allowed either way.
-Single-threaded workloads only: commit order is call order.
+with the other sync modes, only when a later ``checkpoint()``, ``save()``
+or ``close()`` returns.  A commit that raised after its record was queued
+(a failed fsync) is "maybe committed": never acknowledged, allowed either
+way.  ``save(name)`` remembers the state at the call; ``restore(name)`` is
+a change to that whole state, acknowledged when it returns (after a crash
+during it, the old state or the restored one).  Single-threaded workloads
+only: commit order is call order.
 """
 
 from __future__ import annotations
@@ -44,6 +47,10 @@ class History:
                 state.pop(k, None)
             else:
                 state[k] = v
+        return self.add_state(state, begun)
+
+    def add_state(self, state: dict[bytes, bytes], begun: int) -> int:
+        """Append a change to a whole new state (a restore); returns its number."""
         self.states.append(state)
         self.begun.append(begun)
         self.acked.append(None)
@@ -86,6 +93,7 @@ class RecordingStore:
         self._history = history
         self._clock = clock
         self._durable_on_return = store.sync_mode == "always"
+        self._saved: dict[str, dict[bytes, bytes]] = {}
 
     @property
     def store(self) -> Store:
@@ -144,6 +152,38 @@ class RecordingStore:
         info = self._store.checkpoint()
         self._history.acknowledge_all(self._clock(), upto)
         return info
+
+    def save(self, name: str, **options: Any) -> Any:
+        """Store.save; it checkpoints, so every commit before it is durable
+        when it returns (also with ``wait=False``)."""
+        upto = self._history.commits
+        state = self._history.states[-1]
+        info = self._store.save(name, **options)
+        self._saved[name] = state
+        self._history.acknowledge_all(self._clock(), upto)
+        return info
+
+    def restore(self, name: str) -> Any:
+        """Store.restore, recorded as a change to the saved state."""
+        if name not in self._saved:
+            raise ValueError(
+                f"the explorer can restore only snapshots saved in the workload, not {name!r}"
+            )
+        history = self._history
+        begun = self._clock()
+        try:
+            info = self._store.restore(name)
+        except BaseException:
+            history.add_state(dict(self._saved[name]), begun)  # maybe restored
+            raise
+        n = history.add_state(dict(self._saved[name]), begun)
+        history.acknowledge(n, self._clock())
+        return info
+
+    def delete_snapshot(self, name: str) -> None:
+        """Store.delete_snapshot; the explorer forgets the snapshot."""
+        self._store.delete_snapshot(name)
+        self._saved.pop(name, None)
 
     def close(self) -> None:
         """Store.close; every commit is durable when it returns, unless the

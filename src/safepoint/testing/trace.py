@@ -10,8 +10,10 @@ and cannot take away:
   since, still in the page cache;
 * per directory: the entries as of its last directory fsync, and the
   creates, renames, removes and mkdirs made since;
-* per LMDB environment: the content of ``data.mdb`` at its last commit
-  (LMDB does its own I/O; its commit is atomic and durable when it returns).
+* LMDB's ``data.mdb`` files are inodes like the others, but LMDB writes
+  them itself: each commit replaces the durable content (and makes the
+  file's name durable) at once, because an LMDB commit is atomic and durable
+  when it returns.
 
 Paths in events are relative to the FaultFS root, with ``/`` separators;
 ``""`` is the root itself, which is assumed to exist durably.
@@ -63,9 +65,14 @@ class Truncate:
 
 @dataclass(frozen=True, slots=True)
 class Sync:
-    """fsync / fdatasync returned: every earlier write of the file is durable."""
+    """fsync / fdatasync returned: every earlier write of the file is durable.
+
+    ``content`` is set when the file was written outside the layer (LMDB's
+    ``copyfd`` into a file the layer opened): what the fsync made durable.
+    """
 
     node: int
+    content: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,10 +123,11 @@ class SyncDir:
 
 @dataclass(frozen=True, slots=True)
 class LmdbCommit:
-    """An LMDB write transaction in environment ``path`` committed; ``data`` is
-    its ``data.mdb`` right after the commit."""
+    """An LMDB write transaction committed to ``path`` (a ``data.mdb``, inode
+    ``node``); ``data`` is the file right after the commit."""
 
     path: str
+    node: int
     data: bytes
 
 
@@ -148,7 +156,6 @@ class Baseline:
 
     entries: dict[str, int] = field(default_factory=dict)  # path -> inode or DIR
     contents: dict[int, bytes] = field(default_factory=dict)  # inode -> bytes
-    lmdb: dict[str, bytes] = field(default_factory=dict)  # env path -> data.mdb
 
 
 def parent(path: str) -> str:
@@ -227,7 +234,6 @@ class Replay:
         self.durable = {n: bytearray(c) for n, c in baseline.contents.items()}
         self.pending_data: dict[int, list[tuple[int, DataOp]]] = {}
         self.pending_meta: list[tuple[int, MetaOp]] = []
-        self.lmdb = dict(baseline.lmdb)
 
     def apply(self, event: Event) -> None:
         """Advance by one event."""
@@ -239,6 +245,8 @@ class Replay:
             content = self.durable.setdefault(event.node, bytearray())
             for _, op in self.pending_data.pop(event.node, ()):
                 apply_data(content, op)
+            if event.content is not None:
+                self.durable[event.node] = bytearray(event.content)
         elif isinstance(event, SyncLost):
             self.pending_data.pop(event.node, None)
         elif isinstance(event, Create):
@@ -258,7 +266,9 @@ class Replay:
                     keep.append((j, meta))
             self.pending_meta = keep
         elif isinstance(event, LmdbCommit):
-            self.lmdb[event.path] = event.data
+            self.durable[event.node] = bytearray(event.data)
+            self.pending_data.pop(event.node, None)
+            self.entries[event.path] = event.node
         else:
             self.pending_meta.append((i, event))
 
