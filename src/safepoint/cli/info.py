@@ -16,7 +16,7 @@ from typing import Any
 
 import lmdb
 
-from .. import snapshots
+from .. import snapshot_files as snapshots
 from ..format import PREPARED_SEGMENT_NAME
 from ..fs import DEFAULT_FS
 from ..segment import list_segments

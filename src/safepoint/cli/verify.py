@@ -16,7 +16,7 @@ from pathlib import Path
 
 import lmdb
 
-from .. import snapshots
+from .. import snapshot_files as snapshots
 from ..errors import CorruptionError
 from ..format import FORMAT_VERSION, LMDB_ENGINE
 from ..fs import DEFAULT_FS
