@@ -12,7 +12,16 @@ import pytest
 
 import safepoint
 from clitools import file_bytes, make_store, run_cli
-from helpers import find_all, flip_bit, last_segment, log_end, record_at_lsn, write_at
+from helpers import (
+    find_all,
+    flip_bit,
+    last_segment,
+    log_end,
+    record_at_lsn,
+    segment_first_lsn,
+    segments,
+    write_at,
+)
 
 SEGMENT = "wal/00000000000000000001.wal"
 
@@ -131,6 +140,23 @@ def test_a_damaged_segment_header_is_reported_and_the_rest_still_checked(tmp_pat
     assert res.returncode == 1
     assert f"{SEGMENT} at offset 0: wal: segment header checksum mismatch" in res.stdout
     assert "10 entries checked" in res.stdout  # the base image is still read
+
+
+def test_a_missing_segment_is_damage_naming_the_missing_records(tmp_path):
+    store = tmp_path / "s.sp"
+    with safepoint.open(store, segment_bytes=4096) as db:
+        for i in range(200):
+            db.put(b"k%03d" % i, b"v" * 20)
+    segs = segments(store)
+    assert len(segs) >= 3
+    first, after = segment_first_lsn(segs[1]), segment_first_lsn(segs[2])
+    segs[1].unlink()
+    res = run_cli("verify", store)
+    assert res.returncode == 1
+    assert (
+        f"wal/{segs[2].name} at offset 0 (lsn {after}): segment starts at lsn {after}: "
+        f"records {first}..{after - 1} are missing"
+    ) in res.stdout
 
 
 def test_a_missing_base_image_is_damage(store):

@@ -7,7 +7,6 @@ that could not run (bad arguments, no store, store locked, bad input).
 from __future__ import annotations
 
 import datetime
-import os
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -157,14 +156,6 @@ def show_key(key: bytes, limit: int = 40) -> str:
     if len(hexed) > limit:
         hexed = hexed[: limit - 1] + "…"
     return "0x" + hexed
-
-
-def rel(root: Path | str, path: str) -> str:
-    """``path`` relative to the store directory, for messages."""
-    try:
-        return os.path.relpath(path, root)
-    except ValueError:
-        return path
 
 
 def print_table(rows: Iterable[tuple[str, object]], *, indent: str = "") -> None:
