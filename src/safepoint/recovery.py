@@ -51,6 +51,7 @@ class RecoveryReport:
     records_dropped: int = 0  # valid records after the cut (point_in_time)
     set_aside: list[str] = field(default_factory=list)  # files written to lost/
     stop_reason: str = ""
+    folded_damage: str | None = None  # damage in records the base already held
 
     def summary(self) -> str:
         """One line for a log or a terminal."""
@@ -111,6 +112,11 @@ def recover(
         duration_s=0.0,
         clean=end.clean,
     )
+    if end.folded_damage is not None:
+        if mode == "strict":
+            raise CorruptionError(f"wal: {end.folded_damage}")
+        report.folded_damage = end.folded_damage
+        log.warning("safepoint: ignored %s", end.folded_damage)
     if not end.clean:
         _handle_damage(fs, root, end, report, mode, readonly)
         moved = set(end.later_segments) if mode == "point_in_time" else set()

@@ -49,6 +49,7 @@ class LogEnd:
     proof: str | None = None  # why this is damage, not a torn tail
     later_records: int = 0  # valid records found after the stop
     later_segments: tuple[str, ...] = ()  # segments after the stopping one
+    folded_damage: str | None = None  # damage skipped in records the base holds
 
     @property
     def torn_tail(self) -> bool:
@@ -81,6 +82,7 @@ class LogReader:
         self._seed = records.store_seed(store_id)
         self.segments: list[SegmentRef] = list_segments(fs, wal_dir)
         self.end: LogEnd | None = None
+        self._folded_damage: str | None = None
 
     def read(self, after_lsn: int) -> Iterator[LogRecord]:
         """Yield every valid record with LSN > ``after_lsn``, in order.
@@ -127,6 +129,13 @@ class LogReader:
                 return
             res = records.scan(data, self._seed, first, start=SEGMENT_HEADER_SIZE)
             view = memoryview(data)
+            if res.next_lsn <= after_lsn and not self._ends_cleanly(data, res):
+                # Damage in records the base image already holds: they are not
+                # needed, so resynchronise at the first record that is.
+                resumed = self._resume_after_folded_damage(data, seg, res, expect, segs[i + 1 :])
+                if resumed is None:
+                    return
+                res = resumed
             for r in res.records:
                 if r.lsn > after_lsn:
                     body = r.offset + records.RECORD_HEADER_SIZE
@@ -148,11 +157,45 @@ class LogReader:
         last = segs[-1]
         self.end = LogEnd(
             clean=True,
-            next_lsn=max(next_lsn, expect),
+            next_lsn=next_lsn,
+            folded_damage=self._folded_damage,
             path=last.path,
             offset=res.offset,
             status=res.status,
         )
+
+    @staticmethod
+    def _ends_cleanly(data: bytes, res: records.ScanResult) -> bool:
+        return res.status in CLEAN_ENDS and _last_nonzero(data, res.offset) == res.offset
+
+    def _resume_after_folded_damage(
+        self,
+        data: bytes,
+        seg: SegmentRef,
+        res: records.ScanResult,
+        expect: int,
+        later: list[SegmentRef],
+    ) -> records.ScanResult | None:
+        """Skip damage below the base image's LSN; None when the log ends there.
+
+        Returns the scan resumed at record ``expect`` when it is found intact
+        after the damage.  When no record at or above ``expect`` follows and
+        no segment does either, the log simply ends inside the base image:
+        ``end`` is set clean with no tail to append to.  Otherwise ``expect``
+        itself is missing, which is damage like any other.
+        """
+        where = f"{_name(seg.path)} at offset {res.offset} (lsn {res.next_lsn})"
+        self._folded_damage = (
+            f"{STATUS_NAMES.get(res.status, res.status)} in {where}, "
+            "below the base image's checkpoint"
+        )
+        found = records.find_valid(data, self._seed, expect, start=res.offset + 1)
+        if found is not None and found[1] == expect:
+            return records.scan(data, self._seed, expect, start=found[0])
+        if found is None and not later:
+            self.end = LogEnd(clean=True, next_lsn=expect, folded_damage=self._folded_damage)
+            return None
+        return res
 
     def _describe_stop(
         self,
@@ -198,6 +241,7 @@ class LogReader:
             proof=proof,
             later_records=count,
             later_segments=tuple(s.path for s in later),
+            folded_damage=self._folded_damage,
         )
 
 
