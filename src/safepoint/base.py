@@ -110,18 +110,22 @@ class BaseImage:
         self.path = path
         self.readonly = readonly
         self.env, self._gate = _acquire_env(path, readonly=readonly, create=create)
+        self._pinned: lmdb.Transaction | None = None
         try:
             self._data = self.env.open_db(b"data", create=not readonly)
             self._meta = self.env.open_db(b"meta", create=not readonly)
-        except lmdb.Error as exc:
-            self.env.close()
-            raise CorruptionError(
-                f"base: base image lacks its databases: {exc}", file=_LMDB_NAME
-            ) from exc
-        # A read-only view pins one read transaction for its whole life: the
-        # memtable it replayed matches this base image and no later one.
-        self._pinned: lmdb.Transaction | None = self.env.begin() if readonly else None
-        self._check_meta()
+            # A read-only view pins one read transaction for its whole life:
+            # the memtable it replayed matches this base image and no later one.
+            if readonly:
+                self._pinned = self.env.begin()
+            self._check_meta()
+        except BaseException as exc:
+            self.close()  # gives the shared environment back to the registry
+            if isinstance(exc, lmdb.Error):
+                raise CorruptionError(
+                    f"base: base image lacks its databases: {exc}", file=_LMDB_NAME
+                ) from exc
+            raise
 
     # --- meta -----------------------------------------------------------------
 
