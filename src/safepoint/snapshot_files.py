@@ -146,7 +146,7 @@ def decode_checked_json(data: bytes, where: str) -> dict[str, Any]:
     """Inverse of ``encode_checked_json``; CorruptionError naming ``where``."""
     try:
         full = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting too deep
         raise CorruptionError("snapshot: not valid JSON", file=where) from None
     if not isinstance(full, dict) or not isinstance(full.get("manifest_crc32c"), int):
         raise CorruptionError("snapshot: no manifest_crc32c", file=where)
@@ -182,7 +182,7 @@ def snapshot_info(name: str, m: dict[str, Any], manifest_bytes: int) -> Snapshot
             size_bytes=sum(int(f["size"]) for f in files.values()) + manifest_bytes,
             seq=int(m["seq"]),
         )
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
         raise CorruptionError(
             f"snapshot: manifest lacks a field ({exc!r})", file=f"{SNAPSHOT_DIR}/{name}/{MANIFEST}"
         ) from None
@@ -216,7 +216,11 @@ def verify_snapshot(fs: FileSystem, snap_dir: str) -> dict[str, Any]:
         )
     for fname, want in sorted(files.items()):
         path = os.path.join(snap_dir, fname)
-        if os.path.basename(fname) != fname or not fs.exists(path):
+        if not isinstance(want, dict):
+            raise CorruptionError(
+                "snapshot: manifest entry of a file is not an object", file=store_relative(path)
+            )
+        if os.path.basename(fname) != fname or fname in ("", ".", "..") or not fs.exists(path):
             raise CorruptionError("snapshot: file is missing", file=store_relative(path))
         size, crc = file_crc(fs, path)
         if size != want.get("size"):
