@@ -70,9 +70,12 @@ def test_records_already_in_the_base_image_are_checked(tmp_path):
     store = make_store(tmp_path / "s.sp", checkpoint=True)
     seg, rec = record_at_lsn(store, 2)
     flip_bit(seg, rec.offset + 40)
+    with safepoint.open(store) as db:  # the store never needs that record again
+        assert db[b"key-01"] == b"value 1"
     res = run_cli("verify", store)
     assert res.returncode == 1
     assert f"{SEGMENT} at offset {rec.offset} (lsn 2)" in res.stdout
+    assert "already in the base image (checkpoint lsn 10): the store skips it" in res.stdout
 
 
 def test_flipped_bit_in_a_base_image_value_exits_1_naming_file_and_offset(tmp_path):

@@ -35,6 +35,7 @@ class Problem:
     lsn: int | None
     message: str
     torn_tail: bool = False  # written after the last sync: recovery cuts it
+    folded: bool = False  # a record the base image already holds: the store skips it
 
     def describe(self) -> str:
         """``wal/...wal at offset 96 (lsn 3): checksum mismatch``."""
@@ -52,6 +53,7 @@ class Problem:
             "lsn": self.lsn,
             "message": self.message,
             "torn_tail": self.torn_tail,
+            "folded": self.folded,
         }
 
 
@@ -160,13 +162,15 @@ def scan_log(
                 else f"records from {first} are repeated"
             )
             yield Problem(name, 0, first, f"segment starts at lsn {first}: {what}")
-        next_lsn = yield from _scan_segment(data, name, seed, first, last=i == len(segs) - 1)
+        next_lsn = yield from _scan_segment(
+            data, name, seed, first, last=i == len(segs) - 1, checkpoint_lsn=checkpoint_lsn
+        )
         if on_bytes:
             on_bytes(len(data))
 
 
 def _scan_segment(
-    data: bytes, name: str, seed: int, first_lsn: int, *, last: bool
+    data: bytes, name: str, seed: int, first_lsn: int, *, last: bool, checkpoint_lsn: int
 ) -> Generator[Record | Problem, None, int]:
     """Records and problems of one segment; returns the LSN after its last record."""
     view = memoryview(data)
@@ -215,7 +219,14 @@ def _scan_segment(
             gap = f"; record {expect} is unreadable"
         elif later and later[0].lsn > expect:
             gap = f"; records {expect}..{later[0].lsn - 1} are unreadable"
-        yield Problem(name, res.offset, expect, f"{reason}; not a torn tail: {why}{gap}")
+        folded = expect <= checkpoint_lsn
+        if folded:
+            gap += (
+                f"; already in the base image (checkpoint lsn {checkpoint_lsn}): the store skips it"
+            )
+        yield Problem(
+            name, res.offset, expect, f"{reason}; not a torn tail: {why}{gap}", folded=folded
+        )
         if not later:
             return expect
         expect = later[0].lsn

@@ -48,6 +48,9 @@ def run_recover(args: argparse.Namespace) -> int:
         rows.append(("set aside", f"{n} valid record{'s' if n != 1 else ''} after the damage"))
     for path in rec.set_aside:
         rows.append(("kept in", path))
+    folded = getattr(rec, "folded_damage", None)
+    if folded:
+        rows.append(("skipped", f"{folded} (not needed: the base image holds it)"))
     rows.append(("took", f"{rec.duration_s * 1000:.1f} ms"))
     print(f"recovered {args.path}")
     print_table(rows, indent="  ")

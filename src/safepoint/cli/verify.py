@@ -178,11 +178,17 @@ def run(args: argparse.Namespace) -> int:
         label = "torn tail" if p.torn_tail and not args.strict else "DAMAGE"
         print(f"{label}: {p.describe()}")
     if bad:
-        print(
-            f"damaged: {len(bad)} problem{'s' if len(bad) != 1 else ''} found. "
-            f"`safepoint recover {args.path} --mode point_in_time` keeps the valid prefix "
-            "of the log and sets the rest aside"
-        )
+        found = f"damaged: {len(bad)} problem{'s' if len(bad) != 1 else ''} found."
+        if any(p.file.startswith("wal/") and not p.folded for p in bad):
+            found += (
+                f" `safepoint recover {args.path} --mode point_in_time` keeps the valid "
+                "prefix of the log and sets the rest aside"
+            )
+        elif all(p.folded for p in bad):
+            found += (
+                " The damaged records are already in the base image: the store opens without them"
+            )
+        print(found)
         return EXIT_DAMAGE
     if result.problems:
         print(
