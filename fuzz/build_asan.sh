@@ -5,6 +5,8 @@
 #
 #   fuzz/build_asan.sh                       # tests/test_records.py + test_format.py
 #   HYPOTHESIS_PROFILE=ci fuzz/build_asan.sh -k damage
+#   fuzz/build_asan.sh --fuzz scan WORK_CORPUS fuzz/corpus/scan -max_total_time=600
+#                                            # an atheris harness on the sanitized core
 #
 # The sanitized extension lives in a temporary copy of src/; the installed
 # one is not touched.  PYTHONMALLOC=malloc gives every Python buffer its own
@@ -32,7 +34,14 @@ sanitize="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame
 
 preload="$("$cc" -print-file-name=libasan.so) $("$cc" -print-file-name=libubsan.so)"
 cd "$root"
+if [ "${1:-}" = "--fuzz" ]; then
+    target=$2
+    shift 2
+    command=("$python" "$root/fuzz/fuzz_$target.py" "$@")
+else
+    command=("$python" -m pytest -q -p no:cacheprovider tests/test_records.py tests/test_format.py "$@")
+fi
 ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 LD_PRELOAD=$preload PYTHONMALLOC=malloc PYTHONPATH="$work/src" \
-    "$python" -m pytest -q -p no:cacheprovider tests/test_records.py tests/test_format.py "$@"
+    "${command[@]}"
