@@ -481,8 +481,18 @@ class Store(MutableMapping):  # type: ignore[type-arg]
         Writers wait only for the memtable swap; readers never wait.
         """
         self._check_writable()
+        # Checked before waiting for the checkpointer: a checkpoint already
+        # running (the background one) waits for this thread's write lock.
+        self._refuse_inside_own_transaction("checkpoint")
         assert self._checkpointer is not None
         return self._checkpointer.run()
+
+    def _refuse_inside_own_transaction(self, what: str) -> None:
+        if self._txn_owner == threading.get_ident():
+            raise RuntimeError(
+                f"this thread already has an open transaction; {what} after it commits or aborts "
+                "(it would wait for the transaction's own write lock)"
+            )
 
     def _lsn_since_checkpoint(self) -> int:
         return self._last_lsn - self._ckpt_lsn_mark
@@ -660,11 +670,16 @@ class Store(MutableMapping):  # type: ignore[type-arg]
         """
         if self._closed:
             return
+        self._refuse_inside_own_transaction("close the store")
         try:
             if self._checkpointer is not None:
                 self._checkpointer.stop()
             if self._wal is not None:
-                with self._write_lock:
+                assert self._checkpointer is not None
+                # A checkpoint run by another thread (db.checkpoint, save) must
+                # end before the log and the base image close under it: LMDB
+                # closing an environment during its write hangs or crashes.
+                with self._checkpointer._lock, self._write_lock:
                     self._closed = True
                     self._wal.close()
         finally:
