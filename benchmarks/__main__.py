@@ -4,4 +4,5 @@ import sys
 
 from .run import main
 
-sys.exit(main())
+if __name__ == "__main__":  # not when a spawned child re-imports this module
+    sys.exit(main())

@@ -1,8 +1,14 @@
 """Durable commits: one key of 100 bytes per commit, from 1 and from N threads.
 
-Every store is opened durable (the commit is on disk when ``put`` returns).
-The physical limit runs in the same interleaving: one thread doing pwrite +
-fdatasync of one record-sized buffer on a preallocated file, and the same
+Every store is opened durable (the commit is on disk when ``put`` returns),
+all of them at once, and kept open; then short timed windows run round
+robin, A B C A B C ..., so that a burst of I/O from another process on this
+shared disk hits every case alike.  Each window starts after ``os.sync()``,
+with no write-back pending from the window before.
+
+The physical limit runs in the same rotation: one thread doing pwrite +
+fdatasync of one record-sized buffer at consecutive offsets of a file
+preallocated with written zeros (as safepoint's segments are), and the same
 with N records per fdatasync (what a perfect group commit could reach).
 """
 
@@ -12,21 +18,27 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Callable
 
 from . import peers
 from .common import Context, Result, interleave, keys_for, values_for
-from .wal_append import preallocate, raw_fsync_loop
+from .wal_append import PREALLOC_BYTES, preallocate
 
 RECORD_BYTES = 159  # a safepoint record of one put of a 16-byte key, 100-byte value
 NAME = "commits"
+WINDOWS_PER_ROUND = 3  # short windows, more of them: finer interleaving
 
 
-def commit_rate(ctx: Context, store: str, threads: int, seconds: float) -> float:
-    """Commits/s of ``store`` opened durable, ``threads`` committing for
-    ``seconds``; each commit puts one fresh key."""
-    path = ctx.fresh_dir(f"commit-{store}")
-    db = peers.STORES[store](path, durable=True)
-    keys = keys_for(20000, seed=threads)
+def wait_for_background_prepare() -> None:
+    """A new safepoint store zero-fills its next segment (64 MB + fsync) on a
+    background thread; let it finish so a window measures the steady state."""
+    for t in threading.enumerate():
+        if t.name == "safepoint-wal-prepare":
+            t.join()
+
+
+def window(db: peers.Adapter, threads: int, seconds: float, keys: list[bytes]) -> float:
+    """Commits/s of ``threads`` threads putting one key per commit for ``seconds``."""
     value = values_for(1)[0]
     counts = [0] * threads
     stop = threading.Event()
@@ -34,72 +46,91 @@ def commit_rate(ctx: Context, store: str, threads: int, seconds: float) -> float
 
     def worker(slot: int) -> None:
         put = db.put
-        n = 0
         mine = keys[slot::threads]
+        n = 0
         ready.wait()
         while not stop.is_set():
             put(mine[n % len(mine)], value)
             n += 1
         counts[slot] = n
 
-    try:
-        db.put(b"warm-up", value)  # file creation and first fsyncs off the clock
-        pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
-        for t in pool:
-            t.start()
-        ready.wait()
-        t0 = time.perf_counter()
-        time.sleep(seconds)
-        stop.set()
-        for t in pool:
-            t.join()
-        elapsed = time.perf_counter() - t0
-    finally:
-        db.close()
-    return sum(counts) / elapsed
+    pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+    for t in pool:
+        t.start()
+    os.sync()
+    ready.wait()
+    t0 = time.perf_counter()
+    time.sleep(seconds)
+    stop.set()
+    for t in pool:
+        t.join()
+    return sum(counts) / (time.perf_counter() - t0)
 
 
-def raw_batched_rate(ctx: Context, per_sync: int, seconds: float) -> float:
-    """Records/s of one thread writing ``per_sync`` records per pwrite +
-    fdatasync on a preallocated file: the ceiling of a group commit that
-    carries ``per_sync`` commits per fsync."""
-    path = os.path.join(ctx.root, f"rawb-{uuid.uuid4().hex}.dat")
-    size = 64 << 20
-    fd = preallocate(path, size)
-    try:
-        buf = b"r" * (RECORD_BYTES * per_sync)
-        off = n = 0
-        t0 = time.perf_counter()
+class RawFile:
+    """A preallocated file and a cursor: pwrite ``per_sync`` records, fdatasync."""
+
+    def __init__(self, ctx: Context, per_sync: int) -> None:
+        self.path = os.path.join(ctx.root, f"raw-{uuid.uuid4().hex}.dat")
+        self.fd = preallocate(self.path, PREALLOC_BYTES)
+        self.buf = b"r" * (RECORD_BYTES * per_sync)
+        self.per_sync = per_sync
+        self.off = 0
+
+    def window(self, seconds: float) -> float:
+        """Records/s over ``seconds``."""
+        fd, buf, step = self.fd, self.buf, len(self.buf)
+        pwrite, fdatasync, clock = os.pwrite, os.fdatasync, time.perf_counter
+        limit = PREALLOC_BYTES - step
+        off, n = self.off, 0
+        os.sync()
+        t0 = clock()
         deadline = t0 + seconds
-        while time.perf_counter() < deadline:
-            os.pwrite(fd, buf, off)
-            os.fdatasync(fd)
+        while True:
+            pwrite(fd, buf, off)
+            fdatasync(fd)
             n += 1
-            off = off + len(buf) if off + 2 * len(buf) < size else 0
-        return n * per_sync / (time.perf_counter() - t0)
-    finally:
-        os.close(fd)
-        os.unlink(path)
+            off = off + step if off + step <= limit else 0
+            if clock() >= deadline:
+                break
+        self.off = off
+        return n * self.per_sync / (clock() - t0)
+
+    def close(self) -> None:
+        os.close(self.fd)
+        os.unlink(self.path)
 
 
 def run(ctx: Context) -> list[Result]:
     """Commits/s per store at 1 and N threads, raw fdatasync limits beside."""
     s = ctx.settings
-    stores = peers.selected(s.peers)
     out: list[Result] = []
+    seconds = s.seconds / WINDOWS_PER_ROUND
+    rounds = s.rounds * WINDOWS_PER_ROUND
     for threads in (1, s.threads):
-        cases = {
-            name: (lambda name=name, threads=threads: commit_rate(ctx, name, threads, s.seconds))
-            for name in stores
+        stores = {
+            name: peers.STORES[name](ctx.fresh_dir(f"commit-{name}"), durable=True)
+            for name in peers.selected(s.peers)
         }
-        if threads == 1:
-            cases["raw fdatasync"] = lambda: raw_fsync_loop(ctx.root, s.seconds, RECORD_BYTES)
-        else:
-            cases[f"raw fdatasync, {threads}/sync"] = lambda: raw_batched_rate(
-                ctx, s.threads, s.seconds
-            )
-        title = f"durable commits x{threads}"
-        samples = interleave(ctx, title, cases)
+        per_sync = 1 if threads == 1 else threads
+        raw = RawFile(ctx, per_sync)
+        try:
+            keys = keys_for(50_000, seed=threads)
+            for db in stores.values():
+                db.put(b"warm-up", b"x")
+            wait_for_background_prepare()
+            cases: dict[str, Callable[[], float]] = {
+                name: (lambda db=db, t=threads, k=keys: window(db, t, seconds, k))
+                for name, db in stores.items()
+            }
+            raw_name = "raw fdatasync" if per_sync == 1 else f"raw fdatasync, {per_sync}/sync"
+            cases[raw_name] = lambda raw=raw: raw.window(seconds)
+            title = f"durable commits x{threads}"
+            samples = interleave(ctx, title, cases, rounds)
+        finally:
+            for db in stores.values():
+                db.close()
+            raw.close()
         for name, values in samples.items():
             limit = name.startswith("raw")
             out.append(
@@ -108,7 +139,7 @@ def run(ctx: Context) -> list[Result]:
                     name,
                     "records/s" if limit else "commits/s",
                     values,
-                    note="physical limit, 1 thread" if limit else "",
+                    note="physical limit: 1 thread, preallocated file" if limit else "",
                 )
             )
     return out

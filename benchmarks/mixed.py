@@ -1,29 +1,31 @@
 """Mixed read/write: N threads, each doing 90% gets and 10% durable puts.
 
-Every store is opened durable and preloaded with 10,000 keys; the threads
-then pick keys uniformly and run for a fixed time.  Reported: operations/s
-(gets and puts together).  A durable put costs an fsync, so this shows
-whether a store lets readers proceed while writers wait for the disk.
+Every store is opened durable and preloaded with 10,000 keys, all at once;
+short timed windows then run round robin (as in the commits workload).
+Threads pick keys uniformly.  Reported: operations/s (gets and puts
+together).  A durable put costs an fsync, so this shows whether a store lets
+readers proceed while writers wait for the disk.
 """
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
 
 from . import peers
+from .commits import WINDOWS_PER_ROUND, wait_for_background_prepare
 from .common import Context, Result, interleave, keys_for, values_for
 
 NAME = "mixed"
 WRITE_FRACTION = 0.1
 
 
-def mixed_rate(ctx: Context, store: str, threads: int, seconds: float, n: int) -> float:
+def window(db: peers.Adapter, threads: int, seconds: float, keys: list[bytes]) -> float:
     """Ops/s of ``threads`` threads doing 90% gets, 10% durable puts."""
-    db = peers.STORES[store](ctx.fresh_dir(f"mixed-{store}"), durable=True)
-    keys = keys_for(n, seed=7)
     value = values_for(1)[0]
+    n = len(keys)
     counts = [0] * threads
     stop = threading.Event()
     ready = threading.Barrier(threads + 1)
@@ -42,35 +44,45 @@ def mixed_rate(ctx: Context, store: str, threads: int, seconds: float, n: int) -
             ops += 1
         counts[slot] = ops
 
-    try:
-        for i in range(0, n, 1000):
-            db.put_batch([(k, value) for k in keys[i : i + 1000]])
-        pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
-        for t in pool:
-            t.start()
-        ready.wait()
-        t0 = time.perf_counter()
-        time.sleep(seconds)
-        stop.set()
-        for t in pool:
-            t.join()
-        elapsed = time.perf_counter() - t0
-    finally:
-        db.close()
-    return sum(counts) / elapsed
+    pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+    for t in pool:
+        t.start()
+    os.sync()
+    ready.wait()
+    t0 = time.perf_counter()
+    time.sleep(seconds)
+    stop.set()
+    for t in pool:
+        t.join()
+    return sum(counts) / (time.perf_counter() - t0)
 
 
 def run(ctx: Context) -> list[Result]:
     """Ops/s of the mixed workload per store."""
     s = ctx.settings
-    n = s.n(10_000, minimum=100)
+    keys = keys_for(s.n(10_000, minimum=100), seed=7)
+    value = values_for(1)[0]
     title = f"mixed x{s.threads}: 90% gets, 10% durable puts"
-    samples = interleave(
-        ctx,
-        title,
-        {
-            name: (lambda name=name: mixed_rate(ctx, name, s.threads, s.seconds, n))
-            for name in peers.selected(s.peers)
-        },
-    )
+    stores = {
+        name: peers.STORES[name](ctx.fresh_dir(f"mixed-{name}"), durable=True)
+        for name in peers.selected(s.peers)
+    }
+    try:
+        for db in stores.values():
+            for i in range(0, len(keys), 1000):
+                db.put_batch([(k, value) for k in keys[i : i + 1000]])
+        wait_for_background_prepare()
+        seconds = s.seconds / WINDOWS_PER_ROUND
+        samples = interleave(
+            ctx,
+            title,
+            {
+                name: (lambda db=db: window(db, s.threads, seconds, keys))
+                for name, db in stores.items()
+            },
+            s.rounds * WINDOWS_PER_ROUND,
+        )
+    finally:
+        for db in stores.values():
+            db.close()
     return [Result(title, name, "ops/s", v) for name, v in samples.items()]
