@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import mmap
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -122,6 +123,21 @@ class FileSystem:
             return f.read_all()
         finally:
             f.close()
+
+    def map_file(self, path: str) -> bytes | mmap.mmap:
+        """A read-only view of a whole file: an mmap, or bytes if it is empty.
+
+        Recovery scans segments through this, so opening a store does not
+        copy every preallocated segment into memory.  The view stays valid
+        while referenced; bytes the file gains later may or may not show.
+        """
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        try:
+            if os.fstat(fd).st_size == 0:
+                return b""
+            return mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+        finally:
+            os.close(fd)
 
     def write_file_atomic(self, path: str, data: bytes) -> None:
         """Replace ``path`` with ``data`` durably: after a crash, old or new.
