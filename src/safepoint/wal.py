@@ -140,15 +140,19 @@ class WalWriter:
     def append(self, payload: bytes) -> int:
         """Queue one record; return its LSN.  Nothing is written yet.
 
-        Rolls over to a new segment first if the record does not fit; an
-        error there (ENOSPC) raises OSError and leaves the log unchanged, so
+        Rolls over to a new segment first if the record does not fit (an
+        empty segment is zero-filled to fit it instead); a full disk there
+        (ENOSPC) raises OSError and leaves the log unchanged, so
         the caller's commit fails cleanly and later commits may succeed.
         """
         size = RECORD_HEADER_SIZE + len(payload)
         with self._lock:
             self._check_usable()
-            if self._end + size > self._alloc and self._end > SEGMENT_HEADER_SIZE:
-                self._rollover(size)
+            if self._end + size > self._alloc:
+                if self._end > SEGMENT_HEADER_SIZE:
+                    self._rollover(size)
+                else:
+                    self._extend_empty_segment(self._end + size)
             lsn = self._next_lsn
             self._pending.append((lsn, time.time_ns(), payload))
             self._next_lsn = lsn + 1
@@ -274,6 +278,26 @@ class WalWriter:
         self._offset = self._end = SEGMENT_HEADER_SIZE
         old.close()
         self._start_prepare()
+
+    def _extend_empty_segment(self, size: int) -> None:
+        """Zero-fill the empty current segment up to ``size`` bytes.
+
+        A record too big for an empty segment goes into it, not into a new
+        one; its room is allocated here, before the record is queued, so that
+        a full disk fails this append cleanly (as in a rollover) and never
+        the record's write.  Called with the lock held; no record is queued.
+        """
+        try:
+            self._file.zero_fill(self._alloc, size)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise  # zeros past the end read as an empty tail: nothing to undo
+            self._fail(exc)
+            raise StoreFailedError(
+                f"wal: extending segment {self.segments[-1].first_lsn} failed ({exc}); "
+                "reopen the store to recover"
+            ) from exc
+        self._alloc = size
 
     def _create_segment(self, first_lsn: int, size: int) -> tuple[File, int]:
         """Make a durable, zero-filled segment starting at ``first_lsn``.
