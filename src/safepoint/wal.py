@@ -91,12 +91,16 @@ class WalWriter:
         if tail_offset is not None and self.segments:
             path = self.segments[-1].path
             self._file = fs.open(path, write=True)
-            # Recovery may have read the last records from the page cache (a
-            # killed process wrote them and died before its fdatasync).  Our
-            # records will claim everything below next_lsn is durable
-            # (durable_lsn), so make it so before writing any.
-            self._file.sync_data()
-            self._alloc = max(self._file.size(), tail_offset)
+            try:
+                # Recovery may have read the last records from the page cache
+                # (a killed process wrote them and died before its fdatasync).
+                # Our records will claim everything below next_lsn is durable
+                # (durable_lsn), so make it so before writing any.
+                self._file.sync_data()
+                self._alloc = max(self._file.size(), tail_offset)
+            except BaseException:
+                self._file.close()  # the open fails: nobody else would close it
+                raise
             self._offset = tail_offset
         else:
             if self.segments:
