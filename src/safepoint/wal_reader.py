@@ -237,6 +237,8 @@ class LogReader:
                         f"lsn {expect} was durable"
                     )
             pos = max(chain.offset, off) + 1
+            if pos > len(data):
+                break  # the chain ran to the last byte of the segment
         return LogEnd(
             clean=False,
             next_lsn=expect,
