@@ -68,6 +68,12 @@ def snapshot_workload(db):
     db.put(b"after", b"the restore")
 
 
+def full_segment_workload(db):
+    """Records of 78 bytes: 52 fill a 4096-byte segment to its last byte."""
+    for i in range(60):
+        db.put(b"k%02d" % i, bytes([65 + i % 26]) * 32)
+
+
 def small_workload(db):
     for i in range(12):
         db.put(b"k%02d" % i, b"v" * 120)
@@ -95,6 +101,15 @@ def test_every_crash_with_unsynced_commits_recovers_a_prefix():
     )
     assert result.tails_cut > 10  # torn tails among unsynced records were exercised
     assert_clean(result, at_least=120)
+
+
+def test_every_crash_of_a_segment_filled_to_its_last_byte_recovers_a_prefix():
+    # A torn record before one that ends its segment once made recovery
+    # raise ValueError (tests/regressions/test_damage_before_a_record_*).
+    result = explore(
+        full_segment_workload, seed=21, variants=3, sample_ops=10, store_options={"sync": "none"}
+    )
+    assert_clean(result, at_least=100)
 
 
 def test_every_crash_around_a_snapshot_restore_recovers_the_old_or_new_state():
