@@ -301,9 +301,11 @@ class BaseImage:
     def close(self) -> None:
         """Release the environment (closed when its last user in the process is)."""
         env = self.env
-        if self._pinned is not None:
-            self._pinned.abort()
-            self._pinned = None
+        # Dropped, not aborted: a reader in another thread may be inside an
+        # LMDB call on it (py-lmdb releases the GIL there), and aborting a
+        # transaction under such a call crashes the process.  Its last
+        # reference aborts it, or closing the environment invalidates it.
+        self._pinned = None
         if env is not None:
             self.env = None  # type: ignore[assignment]
             _release_env(env)
