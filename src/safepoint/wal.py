@@ -170,7 +170,9 @@ class WalWriter:
         fdatasync with every committer queued at the same time.
 
         Raises StoreFailedError if a write or fdatasync failed: the log
-        refuses all further work until the store is reopened.
+        refuses all further work until the store is reopened.  A
+        KeyboardInterrupt (or SystemExit) striking this call's own write or
+        fdatasync fails the log too, and is re-raised as itself.
         """
         if durable is None:
             durable = self.sync_mode == "always"
@@ -194,6 +196,12 @@ class WalWriter:
                 self._flushing = False
                 self._cond.notify_all()
             if self._failed is not None:
+                if not isinstance(self._failed, Exception):
+                    # Ctrl-C or SystemExit struck this leader's I/O: the log
+                    # fails all the same, but the interrupt stays what it is
+                    # in the thread it struck (``except Exception`` must not
+                    # swallow it).  Other committers get StoreFailedError.
+                    raise self._failed
                 raise StoreFailedError(
                     f"wal: write or fsync failed ({self._failed}); reopen the store to recover"
                 ) from self._failed
@@ -264,6 +272,8 @@ class WalWriter:
             self._cond.wait()
         self._check_usable()
         self._lead_flush(durable=True, release=False)
+        if self._failed is not None and not isinstance(self._failed, Exception):
+            raise self._failed  # an interrupt stays an interrupt (see flush)
         self._check_usable()
         size = max(self._segment_bytes, SEGMENT_HEADER_SIZE + record_size)
         try:
