@@ -112,12 +112,20 @@ class BaseImage:
         self.env, self._gate = _acquire_env(path, readonly=readonly, create=create)
         self._pinned: lmdb.Transaction | None = None
         try:
-            self._data = self.env.open_db(b"data", create=not readonly)
-            self._meta = self.env.open_db(b"meta", create=not readonly)
-            # A read-only view pins one read transaction for its whole life:
-            # the memtable it replayed matches this base image and no later one.
             if readonly:
+                # A read-only view pins one read transaction for its whole
+                # life: the memtable it replayed matches this base image and
+                # no later one.  The databases are looked up in it because
+                # open_db without a transaction begins a write transaction
+                # while holding the GIL: beside a writer in this process whose
+                # checkpoint holds LMDB's write lock (and waits for the GIL),
+                # that deadlocks.
                 self._pinned = self.env.begin()
+                self._data = self.env.open_db(b"data", txn=self._pinned, create=False)
+                self._meta = self.env.open_db(b"meta", txn=self._pinned, create=False)
+            else:
+                self._data = self.env.open_db(b"data", create=True)
+                self._meta = self.env.open_db(b"meta", create=True)
             self._check_meta()
         except BaseException as exc:
             self.close()  # gives the shared environment back to the registry
