@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
+import sys
+import textwrap
 import threading
 from collections.abc import Callable
 
@@ -319,3 +322,42 @@ def test_readers_racing_close_get_closed_error_and_nothing_else(path):
     for _ in range(5):
         ended = race_readers_with_close(path)
         assert [type(e) for e in ended] == [safepoint.ClosedError] * 3, ended
+
+
+READONLY_BESIDE_CHECKPOINTS = textwrap.dedent(
+    """
+    import sys, threading, safepoint
+    db = safepoint.open(sys.argv[1], segment_bytes=1 << 16, checkpoint_bytes=None)
+    stop = threading.Event()
+
+    def checkpoints():
+        n = 0
+        while not stop.is_set():
+            db.update({b"k%05d" % i: b"%d" % n for i in range(3000)})
+            db.checkpoint()
+            n += 1
+
+    t = threading.Thread(target=checkpoints)
+    t.start()
+    for _ in range(50):
+        with safepoint.open(sys.argv[1], readonly=True) as view:
+            len(view)
+    stop.set()
+    t.join()
+    db.close()
+    """
+)
+
+
+def test_readonly_opens_beside_a_checkpointing_writer_do_not_deadlock(path):
+    # Regression: a readonly open looked its databases up with a write
+    # transaction taken while holding the GIL; a checkpoint of the writer in
+    # the same process held LMDB's write lock and waited for the GIL, and the
+    # process hung for good.  In a child process, so a hang fails the test.
+    child = subprocess.run(
+        [sys.executable, "-c", READONLY_BESIDE_CHECKPOINTS, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=JOIN_TIMEOUT_S,
+    )
+    assert child.returncode == 0, child.stderr
