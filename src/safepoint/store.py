@@ -526,7 +526,9 @@ class Store(MutableMapping):  # type: ignore[type-arg]
                     frozen.put(k, v)
                 frozen.last_lsn = newer.last_lsn
                 self._mem = frozen
-                self._frozen = None
+                # _frozen stays (it is now the memtable itself) until the next
+                # swap: a lock-free reader that already missed in ``newer``
+                # must still find these entries there, not the older base.
             raise
         with self._mem_lock:
             self._frozen = None
@@ -649,7 +651,7 @@ class Store(MutableMapping):  # type: ignore[type-arg]
             "wal_bytes_appended": wal.bytes_appended if wal else 0,
             "checkpoints": self._base.checkpoints,
             "checkpoint_error": repr(ck.error) if ck and ck.error else None,
-            "memtable_entries": len(self._mem) + (len(self._frozen) if self._frozen else 0),
+            "memtable_entries": len(self._mem) + self._frozen_entries(),
             "memtable_bytes": self._mem.payload_bytes,
             "base_bytes": self._base.size_bytes(),
             "sync": self.sync_mode,
@@ -660,6 +662,12 @@ class Store(MutableMapping):  # type: ignore[type-arg]
             "store_id": self.store_id.hex(),
             "recovery": self.recovery.__dict__.copy(),
         }
+
+    def _frozen_entries(self) -> int:
+        """Entries of the frozen memtable, unless it is the memtable itself
+        (as after a failed checkpoint, until the next swap)."""
+        frozen = self._frozen
+        return len(frozen) if frozen is not None and frozen is not self._mem else 0
 
     # --- closing -----------------------------------------------------------------
 
