@@ -56,7 +56,7 @@ def filesystem(path: str) -> str:
     mnt, dev, fstype, opts = best
     disk = os.path.basename(dev)
     rot = _read(f"/sys/block/{disk}/queue/rotational").strip()
-    kind = {"0": ", non-rotational", "1": ", rotational"}.get(rot, "")
+    kind = f", rotational={rot} as the kernel reports it" if rot else ""
     return f"{fstype} on {dev}{kind} (mounted at {mnt}, {opts})"
 
 

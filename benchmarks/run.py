@@ -13,6 +13,7 @@ import argparse
 import datetime
 import os
 import shlex
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -99,6 +100,23 @@ def parse(argv: list[str] | None) -> tuple[Settings, argparse.Namespace]:
     return s, a
 
 
+def _revision() -> str:
+    """The commit of the checkout, and whether files differ from it (the
+    editable install measures the working tree)."""
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (no git)"
+    rev = out.stdout.strip() or "unknown"
+    return f"git {rev}" + (" (working tree differs from the commit)" if "dirty" in rev else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run, write the report, print where it is; 0 unless something broke."""
     settings, args = parse(argv)
@@ -135,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = {
         "command": "python -m benchmarks " + shlex.join(argv if argv is not None else sys.argv[1:]),
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "code measured": _revision(),
         "settings": (
             f"scale {settings.scale:g}, {settings.rounds} rounds, {settings.seconds:g} s per "
             f"rate run, {settings.threads} threads"
