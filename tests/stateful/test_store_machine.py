@@ -2,7 +2,7 @@
 
 Every rule applies one operation to both; after every step the whole store
 (ordered ``items()``, ``len``) must equal the model, and so must a reopened
-store and a store recovered after a simulated SIGKILL: with sync="always"
+store, a read-only view (as of its open) and a store recovered after a simulated SIGKILL: with sync="always"
 every commit that returned is in the log, so nothing may be lost and nothing
 invented.  Small segments force rollovers; a small ``checkpoint_bytes`` makes
 background checkpoints run between (and during) the steps.
@@ -215,6 +215,20 @@ class StoreMachine(RuleBasedStateMachine):
         assert list(self.db.items(prefix, start=start, stop=stop)) == expected
         assert list(self.db.keys(prefix, start=start, stop=stop)) == [k for k, _ in expected]
         assert list(self.db.values(prefix, start=start, stop=stop)) == [v for _, v in expected]
+
+    @rule(key=keys, value=values)
+    def readonly_view_is_a_snapshot(self, key: bytes | str, value: bytes) -> None:
+        # A view beside the writer shows the state as of its open, even after
+        # later commits are checkpointed into the base image under it.
+        before = sorted(self.model.items())
+        with safepoint.open(self.path, readonly=True) as view:
+            assert list(view.items()) == before
+            self.db.put(key, value)
+            self.model[as_key(key)] = value
+            self.db.checkpoint()
+            assert list(view.items()) == before
+            assert len(view) == len(before)
+            assert view.get(key) == dict(before).get(as_key(key))
 
     # --- lifecycle ---------------------------------------------------------------------
 
