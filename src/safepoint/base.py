@@ -308,14 +308,16 @@ class BaseImage:
 
     def close(self) -> None:
         """Release the environment (closed when its last user in the process is)."""
-        env = self.env
+        # Taken out atomically: two closing threads must not both give the
+        # shared environment back (the count would drop under another user).
+        with _ENVS_LOCK:
+            env, self.env = self.env, None  # type: ignore[assignment]
         # Dropped, not aborted: a reader in another thread may be inside an
         # LMDB call on it (py-lmdb releases the GIL there), and aborting a
         # transaction under such a call crashes the process.  Its last
         # reference aborts it, or closing the environment invalidates it.
         self._pinned = None
         if env is not None:
-            self.env = None  # type: ignore[assignment]
             _release_env(env)
 
 
