@@ -371,21 +371,33 @@ class Store(MutableMapping):  # type: ignore[type-arg]
         )
         wal = self._wal
         assert wal is not None
+        lsn: int | None = None
         try:
             lsn = wal.append(payload)
+            with self._mem_lock:
+                mem = self._mem
+                for k, v in writes.items():
+                    mem.put(k, v)
+                mem.last_lsn = lsn
+                self._last_lsn = lsn
         except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            if lsn is None and exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise DiskFullError(
                     f"store {self.path}: disk full while extending the log; the commit was "
                     "not applied (free space and retry)"
                 ) from exc
             raise
-        with self._mem_lock:
-            mem = self._mem
-            for k, v in writes.items():
-                mem.put(k, v)
-            mem.last_lsn = lsn
-            self._last_lsn = lsn
+        except BaseException as exc:
+            if lsn is not None or not isinstance(exc, Exception):
+                # Interrupted (Ctrl-C) between logging the record and applying
+                # all of it: a checkpoint would now fold a memtable lacking
+                # part of a logged transaction under a later LSN.  Refuse work
+                # until reopen, whose replay applies the whole record.
+                self._failed = exc
+                log.error(
+                    "safepoint: a commit was interrupted (%r); writes are refused until reopen", exc
+                )
+            raise
         return lsn
 
     def _finish(self, lsn: int) -> None:
