@@ -279,8 +279,12 @@ class WalWriter:
         try:
             new_file, alloc = self._create_segment(self._next_lsn, size)
         except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            named = self._fs.exists(segment_path(self._dir, self._next_lsn))
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT) and not named:
                 raise  # a full disk: the commit fails cleanly, the log stays usable
+            # Once the empty segment has its name (the directory fsync
+            # failed), the next record must not go into the old segment with
+            # the LSN that name claims: recovery would see it repeated.
             # A failed fsync or write proves nothing when retried (design.md,
             # "Failures"): fail the log as a failed record fsync does.
             self._fail(exc)
