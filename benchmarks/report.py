@@ -187,7 +187,9 @@ def chart(results: list[Result], path: str) -> str | None:
         if (
             r.higher_is_better
             and r.workload not in panels
-            and not r.workload.startswith(("CRC32C", "sequential", "memory", "checkpoint"))
+            and not r.workload.startswith(
+                ("CRC32C", "sequential", "memory", "checkpoint", "one durable writer")
+            )
         ):
             panels.append(r.workload)
     if not panels:

@@ -151,7 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     if png is None:
         notes.append("no chart: matplotlib is not installed (pip install '.[bench]')")
     meta = {
-        "command": "python -m benchmarks " + shlex.join(argv if argv is not None else sys.argv[1:]),
+        "command": shlex.join(
+            ["python", "-m", "benchmarks", *(argv if argv is not None else sys.argv[1:])]
+        ),
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "code measured": _revision(),
         "settings": (
