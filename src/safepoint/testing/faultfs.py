@@ -12,8 +12,10 @@ yet covered.
 LMDB does its own I/O, outside this layer.  Its commits are modelled as
 atomic and durable when they return: lmdb_model.py reports each commit of a
 ``BaseImage`` and the layer records a copy of that ``data.mdb``, which from
-then on is its durable content (renames carry it along like any file).
-LMDB's ``lock.mdb`` is not state and is never traced.
+then on is its durable content (renames carry it along like any file).  A
+``data.mdb`` the layer itself wrote and synced (restore's copy of a
+snapshot) that LMDB then changed is noticed at the next directory fsync and
+recorded the same way.  LMDB's ``lock.mdb`` is not state and is never traced.
 
 Limits: one FaultFS per store directory.  Bytes written outside the layer
 are seen when an fsync through the layer finds the file's size changed
@@ -27,6 +29,7 @@ Contents are held in memory, so keep test stores small
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import os
 import threading
 
@@ -138,7 +141,10 @@ class FaultFS(FileSystem):
         self._where: dict[int, str] = {}  # inode -> its live name
         self._dirs: set[str] = set()  # live directories
         self._sizes: dict[int, int] = {}  # inode -> size as written through the layer
-        self._lmdb_seen: dict[int, bytes] = {}  # data.mdb inode -> content last traced
+        # data.mdb files written and synced through the layer, with the digest
+        # synced: LMDB may commit to one (restore's copy) before the next
+        # directory fsync, which looks once.  Timestamps are too coarse.
+        self._lmdb_polled: dict[int, bytes | None] = {}
         self._next_node = 1
         self.baseline = self._scan()
         lmdb_model.watch(self)
@@ -197,8 +203,6 @@ class FaultFS(FileSystem):
                 node = self._new_node(rel, len(content))
                 base.entries[rel] = node
                 base.contents[node] = content
-                if f == LMDB_DATA_FILE:
-                    self._lmdb_seen[node] = content
         return base
 
     def _adopt_file(self, rel: str) -> int:
@@ -274,6 +278,8 @@ class FaultFS(FileSystem):
                 else:
                     node = self._new_node(rel)
                     self._record(Create(rel, node))
+                    if rel.rpartition("/")[2] == LMDB_DATA_FILE:
+                        self._lmdb_polled[node] = None
             return FaultFile(plain.fd, plain.path, self, node)
 
     def rename(self, src: str, dst: str) -> None:
@@ -387,6 +393,7 @@ class FaultFS(FileSystem):
             if fault is not None and not fault.reached_disk:
                 raise OSError(fault.error, os.strerror(fault.error), path)
             super().sync_dir(path)
+            self._poll_lmdb()
             self._reconcile(rel)
             self._record(SyncDir(rel))
             if fault is not None:
@@ -413,15 +420,16 @@ class FaultFS(FileSystem):
                 self._record(Sync(f.node, f.read_all()))
             else:
                 self._record(Sync(f.node))
+            if f.node in self._lmdb_polled:
+                self._lmdb_polled[f.node] = hashlib.sha256(f.read_all()).digest()
             if fault is not None:
                 raise OSError(fault.error, os.strerror(fault.error), where)
 
     # --- LMDB ----------------------------------------------------------------------
 
-    def note_lmdb_commit(self, env_path: str, *, if_changed: bool = False) -> None:
+    def note_lmdb_commit(self, env_path: str) -> None:
         """Record that the LMDB environment at ``env_path`` committed (called
-        by lmdb_model right after a commit returns).  ``if_changed``: only if
-        ``data.mdb`` differs from the last content the trace holds for it."""
+        by lmdb_model right after a commit returns)."""
         env = self._rel(env_path)
         if env is None:
             return
@@ -435,11 +443,26 @@ class FaultFS(FileSystem):
             node = self._names.get(rel)
             if node is None:
                 node = self._new_node(rel, len(data))
-            elif if_changed and self._lmdb_seen.get(node) == data:
-                return
+            self._lmdb_polled.pop(node, None)  # reported from now on
             self._sizes[node] = len(data)
-            self._lmdb_seen[node] = data
             self._record(LmdbCommit(rel, node, data))
+
+    def _poll_lmdb(self) -> None:
+        """Record a commit LMDB made to a data.mdb the layer wrote and synced
+        since that sync (looked at once, at the next directory fsync)."""
+        for node, synced in list(self._lmdb_polled.items()):
+            name = self.name_of(node)
+            if synced is None:
+                continue
+            del self._lmdb_polled[node]
+            try:
+                with open(self._abs(name), "rb") as fh:
+                    data = fh.read()
+            except (FileNotFoundError, IsADirectoryError):
+                continue
+            if name and hashlib.sha256(data).digest() != synced:
+                self._sizes[node] = len(data)
+                self._record(LmdbCommit(name, node, data))
 
     def close(self) -> None:
         """Stop observing LMDB commits (the trace stays readable)."""

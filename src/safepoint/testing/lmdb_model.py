@@ -11,11 +11,12 @@ The hook: the methods of ``safepoint.base.BaseImage`` that commit
 are wrapped once, the first time a FaultFS is created.  After the original
 returns, every FaultFS whose root holds that environment records an
 ``LmdbCommit`` event with a copy of ``data.mdb``; a crash state gets the copy
-of the last commit before the crash.  ``BaseImage.close`` is wrapped too and
-records a commit if ``data.mdb`` changed since the last one traced: that
-catches a transaction made directly on ``image.env`` (restore gives the
-base-image copy a fresh store id that way), though only at close.  Stores not
-under a FaultFS pay one loop over an empty set per commit.
+of the last commit before the crash.  Stores not under a FaultFS pay one
+loop over an empty set per commit.  A transaction made directly on
+``image.env`` (restore gives the base-image copy it wrote a fresh store id
+that way) is not seen here; the FaultFS notices it at its next directory
+fsync (faultfs.py).  ``BaseImage.close`` is deliberately left alone: tests
+elsewhere trace its code object.
 """
 
 from __future__ import annotations
@@ -46,9 +47,9 @@ def unwatch(fs: FaultFS) -> None:
     _watching.discard(fs)
 
 
-def _committed(image: BaseImage, *, if_changed: bool = False) -> None:
+def _committed(image: BaseImage) -> None:
     for fs in list(_watching):
-        fs.note_lmdb_commit(image.path, if_changed=if_changed)
+        fs.note_lmdb_commit(image.path)
 
 
 def _install() -> None:
@@ -58,7 +59,6 @@ def _install() -> None:
             return
         write = BaseImage._write
         initialise = BaseImage.initialise
-        close = BaseImage.close
 
         @functools.wraps(write)
         def _write(self: BaseImage, *args: Any, **kwargs: Any) -> int:
@@ -72,13 +72,6 @@ def _install() -> None:
             _committed(self)
             return store_id
 
-        @functools.wraps(close)
-        def _close(self: BaseImage) -> None:
-            if _watching and self.env is not None and not self.readonly:
-                _committed(self, if_changed=True)
-            close(self)
-
         BaseImage._write = _write  # type: ignore[method-assign]
         BaseImage.initialise = _initialise  # type: ignore[method-assign]
-        BaseImage.close = _close  # type: ignore[method-assign]
         _installed = True
