@@ -151,11 +151,20 @@ class BaseImage:
             )
 
     def _meta_get(self, key: bytes) -> bytes | None:
-        if self._pinned is not None:
-            value = self._pinned.get(key, db=self._meta)
-        else:
-            with self.env.begin(db=self._meta) as txn:
-                value = txn.get(key)
+        pinned, env = self._pinned, self.env
+        try:
+            if pinned is not None:
+                value = pinned.get(key, db=self._meta)
+            else:
+                if env is None:
+                    raise ClosedError("base: the store is closed")
+                with env.begin(db=self._meta) as txn:
+                    value = txn.get(key)
+        except lmdb.Error as exc:
+            # A reader racing close(), as in get().
+            if self.env is None:
+                raise ClosedError("base: the store was closed during a read") from exc
+            raise
         return None if value is None else bytes(value)
 
     @property
