@@ -392,10 +392,20 @@ class WalWriter:
                 else:
                     break
             self.segments = self.segments[len(removable) :]
-        for seg in removable:
-            self._fs.remove(seg.path)
-        if removable:
-            self._fs.sync_dir(self._dir)
+        try:
+            for seg in removable:
+                self._fs.remove(seg.path)
+            if removable:
+                self._fs.sync_dir(self._dir)
+        except OSError as exc:
+            # Retiring is safe to repeat, but a directory fsync that fails
+            # says the file system is in trouble: refuse writes like any
+            # other failed fsync until a reopen has recovered from the disk.
+            with self._lock:
+                self._fail(exc)
+            raise StoreFailedError(
+                f"wal: retiring segments failed ({exc}); reopen the store to recover"
+            ) from exc
         return [s.path for s in removable]
 
     # --- background sync and closing --------------------------------------------
