@@ -15,7 +15,13 @@ from __future__ import annotations
 
 import os
 
-from ._records_common import RecordInfo, ScanResult, decode_payload, encode_payload
+from ._records_common import (
+    RecordInfo,
+    ScanResult,
+    crc32c_bytes,
+    decode_payload,
+    encode_payload,
+)
 from .format import RECORD_HEADER_SIZE
 
 _CHOICE = os.environ.get("SAFEPOINT_BACKEND", "native") or "native"
@@ -60,6 +66,7 @@ __all__ = [
     "ScanResult",
     "check_payload",
     "crc32c",
+    "crc32c_bytes",
     "decode_payload",
     "encode_payload",
     "encode_record",
