@@ -219,8 +219,14 @@ def test_rollover_starts_segments_named_by_their_first_lsn(tmp_path):
     assert end.clean
 
 
-def test_next_segment_is_prepared_zero_filled_ahead_of_need(tmp_path):
-    written_log(tmp_path, 5)
+def test_next_segment_is_not_prepared_while_the_first_is_mostly_empty(tmp_path):
+    written_log(tmp_path, 2)
+    assert not os.path.exists(prepared_path(tmp_path))
+
+
+def test_next_segment_is_prepared_zero_filled_once_the_current_is_half_full(tmp_path):
+    segs = written_log(tmp_path, 22)  # 22 records of ~112 bytes: over half of 4 KiB
+    assert len(segs) == 1
     prepared = prepared_path(tmp_path)
     assert os.path.getsize(prepared) == SEGMENT_BYTES
     assert read_bytes(prepared) == bytes(SEGMENT_BYTES)

@@ -75,6 +75,12 @@ class WalWriter:
         self._on_failure = on_failure
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
+        # A new leader waits here, briefly, for committers that are about to
+        # queue (see _gather); appends and flush entries and exits wake it.
+        self._gather_cond = threading.Condition(self._lock)
+        self._gathering = False
+        self._in_flush = 0  # threads inside flush(), leader included
+        self._sync_s = 0.0  # moving average of one fdatasync's duration
         self._pending: list[tuple[int, int, bytes]] = []  # lsn, time_ns, payload
         self._prepared_here = False  # prepared.tmp zero-filled by this process
         self._next_lsn = next_lsn
@@ -114,7 +120,7 @@ class WalWriter:
             self._file, self._alloc = self._create_segment(next_lsn, segment_bytes)
             self._offset = SEGMENT_HEADER_SIZE
         self._end = self._offset  # _offset: next write; _end: after the queue
-        self._start_prepare()
+        self._prepare_requested = False
         self._interval_thread: threading.Thread | None = None
         if sync == "interval":
             self._interval = sync_interval
@@ -162,6 +168,13 @@ class WalWriter:
             self._next_lsn = lsn + 1
             self._end += size
             self.bytes_appended += size
+            if self._gathering:
+                self._gather_cond.notify()
+            if not self._prepare_requested and self._end * 2 > self._alloc:
+                # Half way through the segment: zero-fill the next one now, so
+                # neither a new store nor a short run pays for it up front.
+                self._prepare_requested = True
+                self._start_prepare()
             return lsn
 
     def flush(self, lsn: int, *, durable: bool | None = None) -> None:
@@ -177,34 +190,69 @@ class WalWriter:
         if durable is None:
             durable = self.sync_mode == "always"
         with self._cond:
-            while True:
-                if self._failed is not None:
-                    raise StoreFailedError(
-                        f"wal: an earlier write or fsync failed ({self._failed}); "
-                        "reopen the store to recover"
-                    ) from self._failed
-                done = self._synced_lsn if durable else self._written_lsn
-                if done >= lsn:
-                    return
-                if not self._flushing:
-                    break
-                self._cond.wait()
-            self._flushing = True
+            self._in_flush += 1
             try:
-                self._lead_flush(durable)
+                self._flush_locked(lsn, durable)
             finally:
-                self._flushing = False
-                self._cond.notify_all()
+                self._in_flush -= 1
+                if self._gathering:
+                    self._gather_cond.notify()
+
+    def _flush_locked(self, lsn: int, durable: bool) -> None:
+        while True:
             if self._failed is not None:
-                if not isinstance(self._failed, Exception):
-                    # Ctrl-C or SystemExit struck this leader's I/O: the log
-                    # fails all the same, but the interrupt stays what it is
-                    # in the thread it struck (``except Exception`` must not
-                    # swallow it).  Other committers get StoreFailedError.
-                    raise self._failed
                 raise StoreFailedError(
-                    f"wal: write or fsync failed ({self._failed}); reopen the store to recover"
+                    f"wal: an earlier write or fsync failed ({self._failed}); "
+                    "reopen the store to recover"
                 ) from self._failed
+            done = self._synced_lsn if durable else self._written_lsn
+            if done >= lsn:
+                return
+            if not self._flushing:
+                break
+            self._cond.wait()
+        self._flushing = True
+        try:
+            if durable:
+                self._gather()
+            self._lead_flush(durable)
+        finally:
+            self._flushing = False
+            self._cond.notify_all()
+        if self._failed is not None:
+            if not isinstance(self._failed, Exception):
+                # Ctrl-C or SystemExit struck this leader's I/O: the log
+                # fails all the same, but the interrupt stays what it is
+                # in the thread it struck (``except Exception`` must not
+                # swallow it).  Other committers get StoreFailedError.
+                raise self._failed
+            raise StoreFailedError(
+                f"wal: write or fsync failed ({self._failed}); reopen the store to recover"
+            ) from self._failed
+
+    def _gather(self) -> None:
+        """Before a durable flush, wait briefly for committers about to queue.
+
+        Committers in a loop come back while the previous fdatasync's
+        followers are still waking up; a leader that went at once would carry
+        only half of them and leave the rest for the next fdatasync.  So a new
+        leader waits until every thread inside flush() has a record queued,
+        for at most half an fdatasync (PostgreSQL's commit_delay, made
+        adaptive).  A lone committer never waits: it is the only thread in
+        flush() and its record is queued.
+        """
+        if self._in_flush <= len(self._pending) or self._sync_s <= 0.0:
+            return
+        deadline = time.perf_counter() + min(self._sync_s * 0.5, 0.002)
+        self._gathering = True
+        try:
+            while self._in_flush > len(self._pending) and self._failed is None:
+                left = deadline - time.perf_counter()
+                if left <= 0:
+                    break
+                self._gather_cond.wait(left)
+        finally:
+            self._gathering = False
 
     def _lead_flush(self, durable: bool, *, release: bool = True) -> None:
         """Write (and sync) everything queued.  Called with the lock held; the
@@ -228,8 +276,10 @@ class WalWriter:
                 if file not in to_sync:
                     to_sync.append(file)
             if durable:
+                t0 = time.perf_counter()
                 for f in to_sync:
                     f.sync_data()
+                self._sync_s = 0.8 * self._sync_s + 0.2 * (time.perf_counter() - t0)
         except BaseException as exc:  # noqa: BLE001 - any failure fails the log
             if release:
                 self._lock.acquire()
@@ -295,7 +345,7 @@ class WalWriter:
         self._file, self._alloc = new_file, alloc
         self._offset = self._end = SEGMENT_HEADER_SIZE
         old.close()
-        self._start_prepare()
+        self._prepare_requested = False
 
     def _extend_empty_segment(self, size: int) -> None:
         """Zero-fill the empty current segment up to ``size`` bytes.

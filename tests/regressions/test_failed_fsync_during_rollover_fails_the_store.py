@@ -46,8 +46,11 @@ def test_failed_fsync_during_rollover_fails_the_commit_and_the_store(tmp_path, m
     fs = FaultFS(root)
     db = safepoint.open(root, fs=fs, segment_bytes=4096, checkpoint_bytes=None)
     try:
-        # The background zero-fill of the next segment fsyncs prepared.tmp
-        # too; let it finish first so that the rollover's fsync is the one hit.
+        # The background zero-fill of the next segment (started once the
+        # current one is half full) fsyncs prepared.tmp too; let it run and
+        # finish first so that the rollover's fsync is the one hit.
+        for i in range(8):
+            db.put(b"pre%d" % i, VALUE)
         db._wal._wait_prepared()
         fs.failures.fail_fsync(1, match=match, dirs=dirs)
         exc = commit_until_error(db)
