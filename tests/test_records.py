@@ -307,6 +307,20 @@ def test_c_encoder_writes_the_same_record(txn, seed, lsn, durable_lsn):
     assert c_encode(seed, lsn, payload, durable_lsn=durable_lsn) == (SP_OK, want)
 
 
+@settings(max_examples=EXAMPLES // 4)
+@given(txns=st.lists(transactions, max_size=6), seed=seeds, durable_lsn=st.integers(0, U64))
+def test_encode_batch_equals_the_joined_records_on_both_backends(txns, seed, durable_lsn):
+    batch = [(lsn, TIME_NS + lsn, encode_payload(t)) for lsn, t in enumerate(txns, start=1)]
+    want = b"".join(reference.encode_record(seed, lsn, t, p, durable_lsn) for lsn, t, p in batch)
+    assert native.encode_batch(seed, durable_lsn, batch) == want
+    assert reference.encode_batch(seed, durable_lsn, batch) == want
+
+
+def test_encode_batch_refuses_a_malformed_payload(codec):
+    with pytest.raises(ValueError):
+        codec.encode_batch(0, 0, [(1, TIME_NS, b"\x01\x00\x00\x00\x09")])
+
+
 def test_c_encoder_accepts_a_payload_already_in_place():
     ffi, lib = native.ffi, native.lib
     payload = encode_payload([(OP_PUT, b"key", b"value")])

@@ -8,6 +8,7 @@ duration of a call; an mmap can be closed as soon as a call returns.
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 
 from ._records_common import (
     U32_MAX,
@@ -103,6 +104,35 @@ def encode_record(
         return _encode(seed, lsn, time_ns, durable_lsn, payload, payload)
     with byte_view(payload) as view, ffi.from_buffer("uint8_t[]", view) as ptr:
         return _encode(seed, lsn, time_ns, durable_lsn, view, ptr)
+
+
+def encode_batch(seed: int, durable_lsn: int, batch: Sequence[tuple[int, int, bytes]]) -> bytes:
+    """The records of ``batch`` ((lsn, time_ns, payload) with bytes payloads),
+    concatenated: what a group-commit leader writes in one pwrite.
+
+    Equal to joining ``encode_record`` over the batch, with the argument
+    checks done once; every payload is still parsed before it is sealed.
+    """
+    check_uint("seed", seed, U32_MAX)
+    check_uint("durable_lsn", durable_lsn, U64_MAX)
+    parts: list[bytes] = []
+    pack, crc, check = _RECORD_TAIL.pack, lib.sp_crc32c, lib.sp_payload_check
+    count = ffi.new("uint32_t *")
+    tail_size = _RECORD_TAIL.size
+    for lsn, time_ns, payload in batch:
+        if type(payload) is not bytes:
+            payload = bytes(payload)
+        length = len(payload)
+        if not MIN_PAYLOAD_SIZE <= length <= MAX_PAYLOAD_SIZE:
+            raise ValueError(
+                f"payload of {length} bytes is outside [{MIN_PAYLOAD_SIZE}, {MAX_PAYLOAD_SIZE}]"
+            )
+        _check(check(payload, length, count), "payload")
+        header = pack(length, check_uint("lsn", lsn, U64_MAX), time_ns, durable_lsn)
+        parts.append(crc(crc(seed, header, tail_size), payload, length).to_bytes(4, "little"))
+        parts.append(header)
+        parts.append(payload)
+    return b"".join(parts)
 
 
 def _encode(

@@ -8,6 +8,8 @@ Buffers are borrowed for the duration of a call and never kept.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import crc32c as _crc32c
 
 from ._records_common import (
@@ -58,6 +60,14 @@ def check_payload(payload: object) -> int:
     """The op count of a payload that parses exactly; ValueError otherwise."""
     with byte_view(payload) as view:
         return _payload_op_count(view)
+
+
+def encode_batch(seed: int, durable_lsn: int, batch: Sequence[tuple[int, int, bytes]]) -> bytes:
+    """The records of ``batch`` ((lsn, time_ns, payload) with bytes payloads),
+    concatenated: what a group-commit leader writes in one pwrite."""
+    return b"".join(
+        encode_record(seed, lsn, time_ns, payload, durable_lsn) for lsn, time_ns, payload in batch
+    )
 
 
 def encode_record(

@@ -268,10 +268,7 @@ class WalWriter:
             self._lock.release()
         try:
             if batch:
-                data = b"".join(
-                    records.encode_record(self._seed, lsn, t, p, durable_lsn=hint)
-                    for lsn, t, p in batch
-                )
+                data = records.encode_batch(self._seed, hint, batch)
                 file.write_at(data, offset)
                 if file not in to_sync:
                     to_sync.append(file)
