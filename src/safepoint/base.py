@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -36,6 +37,7 @@ _META_CHECKPOINTS = b"checkpoints"
 # on Linux, so a large map costs nothing until pages are written.
 _INITIAL_MAP_BYTES = (1 << 40) if sys.maxsize > 2**32 else (1 << 30)
 _LMDB_NAME = "base/data.mdb"
+_GROW_WAIT_S = 1.0  # how long growing the map waits for readers to drain
 
 
 _crc32c_bytes = records.crc32c_bytes
@@ -110,13 +112,21 @@ class _ResizeGate:
             self.leave()
 
     @contextmanager
-    def exclusive(self) -> Iterator[None]:
+    def exclusive(self, timeout_s: float) -> Iterator[None]:
+        """Hold readers off; Error if they do not drain within ``timeout_s``."""
         with self._cond:
             while self._resizing:
                 self._cond.wait()
             self._resizing = True
         try:
+            deadline = time.monotonic() + timeout_s
             while self._active:
+                if time.monotonic() >= deadline:
+                    raise Error(
+                        "base: the LMDB map is full and cannot grow while read "
+                        "transactions (open iterators) are held; close them and "
+                        "checkpoint again"
+                    )
                 with self._cond:
                     # A reader's leave() may notify before we wait: poll too.
                     self._cond.wait(0.01)
@@ -317,6 +327,11 @@ class BaseImage:
                 return self._write(items, lsn)
             except lmdb.MapFullError:
                 self._grow()
+            except lmdb.DiskError as exc:
+                raise Error(
+                    f"base: the checkpoint could not be written ({exc}); the log still "
+                    "holds every commit, and the next checkpoint retries"
+                ) from exc
 
     def _write(self, items: list[tuple[bytes, bytes | None]], lsn: int) -> int:
         with self.env.begin(write=True) as txn:
@@ -332,7 +347,11 @@ class BaseImage:
         return len(items)
 
     def _grow(self) -> None:
-        with self._gate.exclusive():
+        # Readers must not wait on a checkpoint: if open iterators (or a
+        # reader in this very thread) hold the gate past the timeout, give up
+        # the growth and fail this checkpoint instead; the memtable keeps
+        # its entries and the next checkpoint tries again.
+        with self._gate.exclusive(timeout_s=_GROW_WAIT_S):
             size = self.env.info()["map_size"]
             self.env.set_mapsize(size * 2)
 

@@ -664,7 +664,7 @@ class Store(MutableMapping):  # type: ignore[type-arg]
             "checkpoints": self._base.checkpoints,
             "checkpoint_error": repr(ck.error) if ck and ck.error else None,
             "memtable_entries": len(self._mem) + self._frozen_entries(),
-            "memtable_bytes": self._mem.payload_bytes,
+            "memtable_bytes": self._mem.payload_bytes + self._frozen_bytes(),
             "base_bytes": self._base.size_bytes(),
             "sync": self.sync_mode,
             "readonly": self.readonly,
@@ -680,6 +680,11 @@ class Store(MutableMapping):  # type: ignore[type-arg]
         (as after a failed checkpoint, until the next swap)."""
         frozen = self._frozen
         return len(frozen) if frozen is not None and frozen is not self._mem else 0
+
+    def _frozen_bytes(self) -> int:
+        """Payload bytes of the frozen memtable, counted as _frozen_entries is."""
+        frozen = self._frozen
+        return frozen.payload_bytes if frozen is not None and frozen is not self._mem else 0
 
     # --- closing -----------------------------------------------------------------
 
