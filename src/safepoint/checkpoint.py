@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .memtable import Memtable
+
 if TYPE_CHECKING:
     from .store import Store
 
@@ -74,7 +76,7 @@ class Checkpointer:
     def run(self) -> CheckpointInfo:
         """Checkpoint now, in the calling thread."""
         with self._lock:
-            info = self._store._run_checkpoint()
+            info = run_checkpoint(self._store)
             self.count += 1
             self.last = info
             self.error = None
@@ -88,6 +90,48 @@ class Checkpointer:
             self._thread.join()
 
 
-def timed() -> float:
-    """Monotonic seconds, for durations."""
-    return time.perf_counter()
+def run_checkpoint(store: Store) -> CheckpointInfo:
+    """One checkpoint of ``store`` in the calling thread, by the protocol above.
+
+    Called with the Checkpointer's lock held (one checkpoint at a time).
+    """
+    t0 = time.perf_counter()
+    wal = store._wal
+    assert wal is not None
+    store._begin_write()
+    try:
+        with store._mem_lock:
+            frozen = store._mem
+            lsn = store._last_lsn
+            # Appends happen under the write lock: these are the bytes of
+            # the records at or below lsn.
+            appended = wal.bytes_appended
+            store._frozen = frozen
+            store._mem = Memtable()
+            store._mem.last_lsn = lsn
+    finally:
+        store._end_write()
+    swap_s = time.perf_counter() - t0
+    try:
+        wal.flush(lsn, durable=True)
+        entries = store._base.write_checkpoint(frozen.items(), lsn)
+    except BaseException:
+        # Put the frozen entries back under the newer ones: nothing is lost.
+        with store._mem_lock:
+            newer = store._mem
+            for k, v in newer.items():
+                frozen.put(k, v)
+            frozen.last_lsn = newer.last_lsn
+            store._mem = frozen
+            # _frozen stays (it is now the memtable itself) until the next
+            # swap: a lock-free reader that already missed in ``newer``
+            # must still find these entries there, not the older base.
+        raise
+    with store._mem_lock:
+        store._frozen = None
+    store._ckpt_lsn_mark = lsn
+    store._ckpt_bytes_mark = max(store._ckpt_bytes_mark, appended)
+    retired = wal.retire_through(lsn)
+    info = CheckpointInfo(lsn, entries, len(retired), time.perf_counter() - t0, swap_s)
+    log.debug("safepoint: checkpoint %s", info)
+    return info

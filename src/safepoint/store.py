@@ -20,7 +20,6 @@ import errno
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from concurrent.futures import Future
 from pathlib import Path
@@ -46,6 +45,7 @@ from .restore import complete_interrupted_restore
 from .retention import Retention
 from .snapshots import RestoreInfo, SnapshotInfo, Snapshots
 from .values import Codec, resolve
+from .view import count_keys, snapshot_items
 from .wal import DEFAULT_SEGMENT_BYTES, SYNC_MODES, WalWriter
 from .workflows import StepLoop
 
@@ -418,24 +418,7 @@ class Store(MutableMapping):  # type: ignore[type-arg]
     ) -> Iterator[tuple[bytes, bytes]]:
         """(key, raw value) in key order over one consistent state."""
         self._check_open()
-        with self._mem_lock:
-            overlay: dict[bytes, bytes | None] = {}
-            frozen = self._frozen
-            if frozen is not None:
-                overlay.update(frozen.items(lo, hi))
-            overlay.update(self._mem.items(lo, hi))
-            reader = self._base.reader()
-            txn = reader.__enter__()
-        try:
-            if top:
-                for k, v in top.items():
-                    if (lo is None or k >= lo) and (hi is None or k < hi):
-                        overlay[k] = v
-            upper = sorted(overlay.items())
-            base_iter = self._base.iter_range(txn, lo, hi)
-            yield from _merge(upper, base_iter)
-        finally:
-            reader.__exit__(None, None, None)
+        return snapshot_items(self, lo, hi, top)
 
     def keys(self, prefix: Any = None, *, start: Any = None, stop: Any = None) -> Iterator[bytes]:  # type: ignore[override]
         """Keys in byte-wise order; ``prefix`` and/or ``[start, stop)`` narrow it.
@@ -466,24 +449,7 @@ class Store(MutableMapping):  # type: ignore[type-arg]
 
     def __len__(self) -> int:
         self._check_open()
-        with self._mem_lock:
-            overlay: dict[bytes, bytes | None] = {}
-            if self._frozen is not None:
-                overlay.update(self._frozen.items())
-            overlay.update(self._mem.items())
-            reader = self._base.reader()
-            txn = reader.__enter__()
-        try:
-            n = int(txn.stat(self._base._data)["entries"])
-            for k, v in overlay.items():
-                in_base = txn.get(k, db=self._base._data) is not None
-                if v is None and in_base:
-                    n -= 1
-                elif v is not None and not in_base:
-                    n += 1
-            return n
-        finally:
-            reader.__exit__(None, None, None)
+        return count_keys(self)
 
     # --- checkpoints -----------------------------------------------------------------
 
@@ -508,48 +474,6 @@ class Store(MutableMapping):  # type: ignore[type-arg]
 
     def _lsn_since_checkpoint(self) -> int:
         return self._last_lsn - self._ckpt_lsn_mark
-
-    def _run_checkpoint(self) -> CheckpointInfo:
-        t0 = time.perf_counter()
-        wal = self._wal
-        assert wal is not None
-        self._begin_write()
-        try:
-            with self._mem_lock:
-                frozen = self._mem
-                lsn = self._last_lsn
-                # Appends happen under the write lock: these are the bytes of
-                # the records at or below lsn.
-                appended = wal.bytes_appended
-                self._frozen = frozen
-                self._mem = Memtable()
-                self._mem.last_lsn = lsn
-        finally:
-            self._end_write()
-        swap_s = time.perf_counter() - t0
-        try:
-            wal.flush(lsn, durable=True)
-            entries = self._base.write_checkpoint(frozen.items(), lsn)
-        except BaseException:
-            # Put the frozen entries back under the newer ones: nothing is lost.
-            with self._mem_lock:
-                newer = self._mem
-                for k, v in newer.items():
-                    frozen.put(k, v)
-                frozen.last_lsn = newer.last_lsn
-                self._mem = frozen
-                # _frozen stays (it is now the memtable itself) until the next
-                # swap: a lock-free reader that already missed in ``newer``
-                # must still find these entries there, not the older base.
-            raise
-        with self._mem_lock:
-            self._frozen = None
-        self._ckpt_lsn_mark = lsn
-        self._ckpt_bytes_mark = max(self._ckpt_bytes_mark, appended)
-        retired = wal.retire_through(lsn)
-        info = CheckpointInfo(lsn, entries, len(retired), time.perf_counter() - t0, swap_s)
-        log.debug("safepoint: checkpoint %s", info)
-        return info
 
     # --- snapshots -----------------------------------------------------------------
     # Thin delegates: the mechanics live in snapshots.py, restore.py, workflows.py.
@@ -744,31 +668,6 @@ class Store(MutableMapping):  # type: ignore[type-arg]
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("readonly" if self.readonly else "open")
         return f"<safepoint.Store {str(self.path)!r} {state}>"
-
-
-def _merge(
-    upper: list[tuple[bytes, bytes | None]], base: Iterator[tuple[bytes, bytes]]
-) -> Iterator[tuple[bytes, bytes]]:
-    """Merge the sorted overlay (None = deleted) over the sorted base."""
-    i, n = 0, len(upper)
-    for bk, bv in base:
-        while i < n and upper[i][0] < bk:
-            k, v = upper[i]
-            i += 1
-            if v is not None:
-                yield k, v
-        if i < n and upper[i][0] == bk:
-            k, v = upper[i]
-            i += 1
-            if v is not None:
-                yield k, v
-            continue
-        yield bk, bv
-    while i < n:
-        k, v = upper[i]
-        i += 1
-        if v is not None:
-            yield k, v
 
 
 from .transaction import Transaction  # noqa: E402  (circular: Transaction uses Store)
