@@ -139,6 +139,19 @@ class FileSystem:
         finally:
             os.close(fd)
 
+    def write_file_synced(self, path: str, data: bytes) -> None:
+        """Create or replace the contents of ``path`` with ``data``, fsynced.
+
+        The name itself is durable only after ``sync_dir`` of the parent.
+        """
+        f = self.open(path, write=True, create=True)
+        try:
+            f.truncate(0)
+            f.write_at(data, 0)
+            f.sync()
+        finally:
+            f.close()
+
     def write_file_atomic(self, path: str, data: bytes) -> None:
         """Replace ``path`` with ``data`` durably: after a crash, old or new.
 
@@ -146,13 +159,7 @@ class FileSystem:
         the directory.
         """
         tmp = path + ".tmp"
-        f = self.open(tmp, write=True, create=True)
-        try:
-            f.truncate(0)
-            f.write_at(data, 0)
-            f.sync()
-        finally:
-            f.close()
+        self.write_file_synced(tmp, data)
         self.rename(tmp, path)
         self.sync_dir(os.path.dirname(path) or ".")
 

@@ -79,16 +79,6 @@ def _remove_quietly(fs: FileSystem, path: str) -> None:
         log.warning("safepoint: could not remove %s: %s", path, exc)
 
 
-def _write_synced(fs: FileSystem, path: str, data: bytes) -> None:
-    f = fs.open(path, write=True, create=True)
-    try:
-        f.truncate(0)
-        f.write_at(data, 0)
-        f.sync()
-    finally:
-        f.close()
-
-
 # --- the store's snapshot manager -------------------------------------------------
 
 
@@ -233,7 +223,7 @@ class Snapshots:
                 "files": {DATA_FILE: {"size": size, "crc32c": crc}},
             }
             manifest = encode_checked_json(body)
-            _write_synced(fs, os.path.join(tmp, MANIFEST), manifest)
+            fs.write_file_synced(os.path.join(tmp, MANIFEST), manifest)
             fs.sync_dir(tmp)
             with self._dir_lock:
                 self._install(tmp, name, job["overwrite"])
