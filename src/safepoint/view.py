@@ -12,6 +12,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+import lmdb
+
+from .errors import ClosedError
+
 if TYPE_CHECKING:
     from .store import Store
 
@@ -68,6 +72,10 @@ def count_keys(store: Store) -> int:
             elif v is not None and not in_base:
                 n += 1
         return n
+    except lmdb.Error as exc:
+        if store._closed:  # close() in another thread took the environment
+            raise ClosedError(f"store {store.path} was closed during len()") from exc
+        raise
     finally:
         reader.__exit__(None, None, None)  # type: ignore[attr-defined]
 
