@@ -15,7 +15,11 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
+
+import safepoint
+from helpers import SMALL
 
 settings.register_profile(
     "dev",
@@ -30,3 +34,17 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+@pytest.fixture
+def path(tmp_path):
+    """Where a test's store lives (not created)."""
+    return tmp_path / "store.sp"
+
+
+@pytest.fixture
+def db(path):
+    """An open store with small segments, closed after the test."""
+    store = safepoint.open(path, **SMALL)
+    yield store
+    store.close()

@@ -170,3 +170,13 @@ def copy_store(src: PathLike, dst: PathLike) -> Path:
     """Copy a closed store's directory (a saved disk image to damage)."""
     shutil.copytree(src, dst)
     return Path(dst)
+
+
+# --- stores in tests -------------------------------------------------------------------
+
+SMALL = {"segment_bytes": 1 << 16}  # small segments: rollovers happen in small tests
+
+
+def lsn_of(db: safepoint.Store) -> int:
+    """The LSN of the last logged record."""
+    return int(db.stats()["lsn"])

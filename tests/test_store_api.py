@@ -18,28 +18,10 @@ import textwrap
 import pytest
 
 import safepoint
-from helpers import last_segment, log_end, read_bytes, segment_records, write_at
+from helpers import SMALL, last_segment, log_end, lsn_of, read_bytes, segment_records, write_at
 from safepoint.format import MAX_KEY_SIZE
 
 # Small segments: every writer open zero-fills one ahead, 16 MiB by default.
-SMALL = {"segment_bytes": 1 << 16}
-
-
-@pytest.fixture
-def path(tmp_path):
-    return tmp_path / "store.sp"
-
-
-@pytest.fixture
-def db(path):
-    store = safepoint.open(path, **SMALL)
-    yield store
-    store.close()
-
-
-def lsn_of(db: safepoint.Store) -> int:
-    """The LSN of the last logged record."""
-    return db.stats()["lsn"]
 
 
 def file_states(root: pathlib.Path) -> dict[str, tuple[int, int, str]]:

@@ -16,6 +16,7 @@ import threading
 import pytest
 
 import safepoint
+from helpers import SMALL, lsn_of
 
 
 class Abort(Exception):
@@ -23,24 +24,6 @@ class Abort(Exception):
 
 
 # Small segments: every writer open zero-fills one ahead, 16 MiB by default.
-SMALL = {"segment_bytes": 1 << 16}
-
-
-@pytest.fixture
-def path(tmp_path):
-    return tmp_path / "store.sp"
-
-
-@pytest.fixture
-def db(path):
-    store = safepoint.open(path, **SMALL)
-    yield store
-    store.close()
-
-
-def lsn_of(db: safepoint.Store) -> int:
-    """The LSN of the last logged record."""
-    return db.stats()["lsn"]
 
 
 def crash_and_reopen(db: safepoint.Store) -> safepoint.Store:
