@@ -3,7 +3,7 @@
 setup.py names this file in ``cffi_modules``, so the extension is compiled by
 ``pip install`` (out-of-line API mode) and never at import time; during
 development ``pip install -e .`` puts it in src/safepoint/.  The cdef is
-native/sp_core.h itself: one file declares the C API for the compiler and for
+native/sp_core.h and native/sp_wal.h themselves: one file declares the C API for the compiler and for
 cffi, so the two cannot drift apart.
 
 Warnings are errors (``-Werror``) because the C is small and must stay clean
@@ -22,7 +22,8 @@ from pathlib import Path
 from cffi import FFI
 
 NATIVE_DIR = Path(__file__).resolve().parent
-HEADER = NATIVE_DIR / "sp_core.h"
+# sp_core.h: pure computation; sp_wal.h: the group-commit engine (I/O, threads).
+HEADERS = [NATIVE_DIR / "sp_core.h", NATIVE_DIR / "sp_wal.h"]
 
 # cffi understands "#define NAME <integer>" in a cdef; every other
 # preprocessor line (include guards, includes) is for the compiler only.
@@ -41,20 +42,21 @@ def cdef_from_header(text: str) -> str:
 
 
 def compile_args() -> list[str]:
-    args = ["-O2", "-Wall", "-Wextra", "-std=c11"]
+    args = ["-O2", "-Wall", "-Wextra", "-std=c11", "-pthread"]
     if os.environ.get("SAFEPOINT_DEV_BUILD", "1") != "0":
         args.append("-Werror")
     return args
 
 
 ffibuilder = FFI()
-ffibuilder.cdef(cdef_from_header(HEADER.read_text(encoding="utf-8")))
+ffibuilder.cdef("".join(cdef_from_header(h.read_text(encoding="utf-8")) for h in HEADERS))
 ffibuilder.set_source(
     "safepoint._sp_core",
-    '#include <stddef.h>\n#include <stdint.h>\n#include "sp_core.h"\n',
+    '#include <stddef.h>\n#include <stdint.h>\n#include "sp_core.h"\n#include "sp_wal.h"\n',
     # Relative to the project root, where setup.py runs: setuptools refuses
     # absolute source paths in an sdist build.
-    sources=["native/sp_core.c"],
+    sources=["native/sp_core.c", "native/sp_wal.c"],
     include_dirs=["native"],
     extra_compile_args=compile_args(),
+    extra_link_args=["-pthread"],
 )

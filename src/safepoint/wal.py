@@ -9,6 +9,10 @@ one fdatasync, then wakes the followers whose records it carried.  A
 committer waits at most for the flush in flight plus the one carrying its
 record.
 
+With real files and the native codec, the leader's loop (waiting, encoding,
+pwrite, fdatasync) runs in C without the GIL (wal_native.py, native/sp_wal.c);
+the Python protocol below is its oracle and runs for every other file system.
+
 Every record carries ``durable_lsn``: the highest LSN known to be on disk when
 the leader wrote it.  Recovery uses it to tell a torn tail (later valid
 records were written before the damaged one was durable) from damage in the
@@ -23,10 +27,11 @@ import threading
 import time
 from collections.abc import Callable
 
-from . import records
+from . import records, wal_native
 from .errors import ClosedError, StoreFailedError
 from .format import PREPARED_SEGMENT_NAME, RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE
 from .fs import File, FileSystem
+from .wal_native import SP_WAL_FAILED, NativeGroupCommit
 from .segment import SegmentRef, encode_header, segment_path
 
 SYNC_MODES = ("always", "interval", "none")
@@ -53,6 +58,7 @@ class WalWriter:
         sync: str = "always",
         sync_interval: float = 1.0,
         on_failure: Callable[[BaseException], None] | None = None,
+        engine: str = "auto",
     ) -> None:
         """Open the log for appending.
 
@@ -61,11 +67,17 @@ class WalWriter:
         that offset (recovery has validated everything before it and zeroed
         everything after).  Otherwise a new segment starting at ``next_lsn``
         is created durably before this returns.
+
+        ``engine`` picks the group-commit loop: "native" (C, without the
+        GIL), "python" (the oracle), or "auto": native for real files when
+        the native codec is active.
         """
         if sync not in SYNC_MODES:
             raise ValueError(f"sync must be one of {SYNC_MODES}, not {sync!r}")
         if segment_bytes < 4096:
             raise ValueError("segment_bytes must be at least 4096")
+        if engine not in ("auto", "native", "python"):
+            raise ValueError(f"engine must be 'auto', 'native' or 'python', not {engine!r}")
         self._fs = fs
         self._dir = wal_dir
         self._store_id = store_id
@@ -120,6 +132,13 @@ class WalWriter:
             self._file, self._alloc = self._create_segment(next_lsn, segment_bytes)
             self._offset = SEGMENT_HEADER_SIZE
         self._end = self._offset  # _offset: next write; _end: after the queue
+        self._native: NativeGroupCommit | None = None
+        if self._wants_native(engine):
+            try:
+                self._native = NativeGroupCommit(self._seed, self._file.fd, self._offset, next_lsn)
+            except BaseException:
+                self._file.close()
+                raise
         self._prepare_requested = False
         self._interval_thread: threading.Thread | None = None
         if sync == "interval":
@@ -129,6 +148,14 @@ class WalWriter:
                 target=self._interval_loop, name="safepoint-wal-sync", daemon=True
             )
             self._interval_thread.start()
+
+    def _wants_native(self, engine: str) -> bool:
+        native_ok = wal_native.AVAILABLE and type(self._file) is File
+        if engine == "native" and not native_ok:
+            raise ValueError("engine='native' needs the native core and a real file system")
+        if engine == "auto":
+            return native_ok and records.BACKEND == "native"
+        return engine == "native"
 
     # --- appending ----------------------------------------------------------
 
@@ -140,11 +167,20 @@ class WalWriter:
     @property
     def durable_lsn(self) -> int:
         """Every record at or below this LSN is on disk."""
+        if self._native is not None:
+            return self._native.synced_lsn()
         return self._synced_lsn
+
+    @property
+    def engine(self) -> str:
+        """Which group-commit loop runs: "native" or "python"."""
+        return "python" if self._native is None else "native"
 
     @property
     def failed(self) -> BaseException | None:
         """The I/O error that failed the log, if one did."""
+        if self._failed is None and self._native is not None:
+            return self._native.error(self._dir)
         return self._failed
 
     def append(self, payload: bytes) -> int:
@@ -164,7 +200,12 @@ class WalWriter:
                 else:
                     self._extend_empty_segment(self._end + size)
             lsn = self._next_lsn
-            self._pending.append((lsn, time.time_ns(), payload))
+            if self._native is not None:
+                if self._native.append(lsn, time.time_ns(), payload) == SP_WAL_FAILED:
+                    self._native_failed()
+                    self._check_usable()
+            else:
+                self._pending.append((lsn, time.time_ns(), payload))
             self._next_lsn = lsn + 1
             self._end += size
             self.bytes_appended += size
@@ -189,6 +230,10 @@ class WalWriter:
         """
         if durable is None:
             durable = self.sync_mode == "always"
+        if self._native is not None:
+            if self._native.flush(lsn, durable) != 0:
+                self._raise_native()
+            return
         with self._cond:
             self._in_flush += 1
             try:
@@ -293,8 +338,25 @@ class WalWriter:
 
     def _fail(self, exc: BaseException) -> None:
         self._failed = exc
+        if self._native is not None:
+            self._native.fail(exc.errno if isinstance(exc, OSError) and exc.errno else errno.EIO)
         if self._on_failure is not None:
             self._on_failure(exc)
+
+    def _native_failed(self) -> None:
+        """Adopt the native engine's I/O failure as this log's (lock held)."""
+        assert self._native is not None
+        if self._failed is None:
+            exc = self._native.error(self.segments[-1].path if self.segments else self._dir)
+            if exc is not None:
+                self._fail(exc)
+
+    def _raise_native(self) -> None:
+        """After a native flush returned a failure: raise what Python would."""
+        with self._lock:
+            self._native_failed()
+            self._check_usable()
+        raise ClosedError("wal: the log is closed")
 
     def _check_usable(self) -> None:
         if self._closed:
@@ -315,12 +377,16 @@ class WalWriter:
         the new one, so after any crash a later segment never holds records
         while an earlier one lacks some: a gap there is always damage.
         """
-        while self._flushing:
-            self._cond.wait()
-        self._check_usable()
-        self._lead_flush(durable=True, release=False)
-        if self._failed is not None and not isinstance(self._failed, Exception):
-            raise self._failed  # an interrupt stays an interrupt (see flush)
+        if self._native is not None:
+            if self._native.flush(self._next_lsn - 1, True) != 0:
+                self._native_failed()
+        else:
+            while self._flushing:
+                self._cond.wait()
+            self._check_usable()
+            self._lead_flush(durable=True, release=False)
+            if self._failed is not None and not isinstance(self._failed, Exception):
+                raise self._failed  # an interrupt stays an interrupt (see flush)
         self._check_usable()
         size = max(self._segment_bytes, SEGMENT_HEADER_SIZE + record_size)
         try:
@@ -338,6 +404,13 @@ class WalWriter:
             raise StoreFailedError(
                 f"wal: creating segment {self._next_lsn} failed ({exc}); reopen the store to recover"
             ) from exc
+        if self._native is not None:
+            rc = self._native.switch(new_file.fd, SEGMENT_HEADER_SIZE)
+            if rc != 0:  # nothing can be pending: appends wait for our lock
+                new_file.close()
+                exc = OSError(errno.EIO, f"wal: switching segments: {wal_native.status_name(rc)}")
+                self._fail(exc)
+                raise StoreFailedError(f"wal: {exc}; reopen the store to recover") from exc
         old = self._file
         self._file, self._alloc = new_file, alloc
         self._offset = self._end = SEGMENT_HEADER_SIZE
@@ -479,6 +552,8 @@ class WalWriter:
         with self._lock:
             self._closed = True
             self._pending = []
+            if self._native is not None:
+                self._native.abandon()
             self._wait_prepared()
             self._file.close()
 
@@ -493,10 +568,13 @@ class WalWriter:
             self._stop.set()
             self._interval_thread.join()
         try:
-            if self._failed is None:
+            if self.failed is None:
                 self.sync()
         finally:
             with self._lock:
                 self._closed = True
+                if self._native is not None:
+                    # No leader may touch the descriptor once it is closed.
+                    self._native.abandon()
                 self._wait_prepared()
                 self._file.close()

@@ -1,0 +1,142 @@
+"""The native group-commit engine (native/sp_wal.c) behind ``WalWriter``.
+
+Why it exists: with the waiting, the encoding and the pwrite + fdatasync in
+Python, every committer woken after an fdatasync had to retake the GIL and a
+Python lock one after another before the next leader could start; on two
+cores that convoy cost more than the fdatasync itself (docs/design.md,
+"Group commit in C").  Here the leader's whole loop runs in C without the
+GIL, and followers wait on a pthread condition variable.
+
+``WalWriter`` uses it for real files with the native codec; the Python
+protocol in wal.py stays as its oracle and runs for every other file system
+(the fault-injecting ones of ``safepoint.testing``) and for
+``SAFEPOINT_BACKEND=python``.  tests/test_wal_native.py holds the two to the
+same bytes and the same failure semantics.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import NamedTuple
+
+from .format import SP_BAD_LENGTH, SP_BAD_LSN, SP_BAD_PAYLOAD, SP_OK, STATUS_NAMES
+
+try:
+    from ._sp_core import ffi, lib
+except ImportError:  # pragma: no cover - a build without the native core
+    ffi = lib = None
+
+AVAILABLE = lib is not None and hasattr(lib, "sp_wal_new")
+
+# Statuses of sp_wal.h beyond sp_core's.
+SP_WAL_FAILED = 20
+SP_WAL_CLOSED = 21
+SP_WAL_NO_MEMORY = 22
+SP_WAL_BUSY = 23
+_OPS = {1: "write", 2: "fdatasync", 3: "an earlier failure"}
+
+
+class EngineState(NamedTuple):
+    """A consistent reading of the engine (see sp_wal_state in sp_wal.h)."""
+
+    written_lsn: int
+    synced_lsn: int
+    offset: int
+    pending: int
+    fsyncs: int
+    error: int
+    op: str
+
+
+class NativeGroupCommit:
+    """One log's pending records, leader election, pwrite and fdatasync.
+
+    The caller (``WalWriter``) keeps segments, rollover and ordering: it
+    calls ``append`` in LSN order under its own lock and lends a descriptor
+    with ``switch`` only once everything written to the old one is synced.
+    """
+
+    __slots__ = ("_w", "_state")
+
+    def __init__(self, seed: int, fd: int, offset: int, next_lsn: int) -> None:
+        """An engine writing to ``fd`` from ``offset``; the next append must
+        carry ``next_lsn``."""
+        w = lib.sp_wal_new(seed, fd, offset, next_lsn)
+        if w == ffi.NULL:
+            raise MemoryError("wal: cannot allocate the group-commit engine")
+        # Freed when the last reference goes: a thread inside a call holds one.
+        self._w = ffi.gc(w, lib.sp_wal_free)
+        self._state = ffi.new("sp_wal_state *")
+
+    def append(self, lsn: int, time_ns: int, payload: bytes) -> int:
+        """Encode one record into the pending batch; SP_OK or a status.
+
+        ValueError for a payload that does not parse or is out of range (the
+        log stays usable); other statuses are returned for the caller to
+        turn into its errors."""
+        if type(payload) is bytes:
+            rc = lib.sp_wal_append(self._w, lsn, time_ns, payload, len(payload))
+        else:
+            with ffi.from_buffer("uint8_t[]", payload) as ptr:
+                rc = lib.sp_wal_append(self._w, lsn, time_ns, ptr, len(ptr))
+        if rc in (SP_BAD_LENGTH, SP_BAD_PAYLOAD):
+            raise ValueError(f"payload: {STATUS_NAMES[rc]}")
+        if rc == SP_BAD_LSN:
+            raise RuntimeError(f"wal: record {lsn} appended out of order")
+        if rc == SP_WAL_NO_MEMORY:
+            raise MemoryError(f"wal: no memory to queue a record of {len(payload)} bytes")
+        return int(rc)
+
+    def flush(self, lsn: int, durable: bool) -> int:
+        """Block until record ``lsn`` is written (and synced if ``durable``);
+        SP_OK, SP_WAL_FAILED or SP_WAL_CLOSED."""
+        return int(lib.sp_wal_flush(self._w, lsn, 1 if durable else 0))
+
+    def switch(self, fd: int, offset: int) -> int:
+        """Write to ``fd`` from ``offset`` from now on; SP_OK or a status."""
+        return int(lib.sp_wal_switch(self._w, fd, offset))
+
+    def fail(self, error: int) -> None:
+        """Refuse all further appends and flushes (an errno from outside)."""
+        lib.sp_wal_fail(self._w, error)
+
+    def abandon(self) -> None:
+        """Drop pending records, wait for a flush in flight, refuse the rest."""
+        lib.sp_wal_abandon(self._w)
+
+    def state(self) -> EngineState:
+        """LSNs, offset, counters and the error, read together."""
+        st = self._state
+        lib.sp_wal_get_state(self._w, st)
+        return EngineState(
+            int(st.written_lsn),
+            int(st.synced_lsn),
+            int(st.offset),
+            int(st.pending),
+            int(st.fsyncs),
+            int(st.error),
+            _OPS.get(int(st.op), ""),
+        )
+
+    def synced_lsn(self) -> int:
+        """Every record at or below this LSN is on disk."""
+        return self.state().synced_lsn
+
+    def error(self, path: str) -> OSError | None:
+        """The failure as the OSError the Python writer would have raised."""
+        st = self.state()
+        if st.error == 0:
+            return None
+        return OSError(st.error, f"{os.strerror(st.error)} (during {st.op})", path)
+
+
+def status_name(rc: int) -> str:
+    """A readable name for any status an engine call returns."""
+    names = {
+        SP_OK: "ok",
+        SP_WAL_FAILED: "failed",
+        SP_WAL_CLOSED: "closed",
+        SP_WAL_NO_MEMORY: "no memory",
+        SP_WAL_BUSY: "busy",
+    }
+    return names.get(rc, STATUS_NAMES.get(rc, f"status {rc}"))
