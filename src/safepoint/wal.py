@@ -31,8 +31,8 @@ from . import records, wal_native
 from .errors import ClosedError, StoreFailedError
 from .format import PREPARED_SEGMENT_NAME, RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE
 from .fs import File, FileSystem
-from .wal_native import SP_WAL_FAILED, NativeGroupCommit
 from .segment import SegmentRef, encode_header, segment_path
+from .wal_native import SP_WAL_FAILED, NativeGroupCommit
 
 SYNC_MODES = ("always", "interval", "none")
 DEFAULT_SEGMENT_BYTES = 16 << 20  # zero-filled at creation: keep new stores cheap
@@ -133,12 +133,12 @@ class WalWriter:
             self._offset = SEGMENT_HEADER_SIZE
         self._end = self._offset  # _offset: next write; _end: after the queue
         self._native: NativeGroupCommit | None = None
-        if self._wants_native(engine):
-            try:
+        try:
+            if self._wants_native(engine):
                 self._native = NativeGroupCommit(self._seed, self._file.fd, self._offset, next_lsn)
-            except BaseException:
-                self._file.close()
-                raise
+        except BaseException:
+            self._file.close()
+            raise
         self._prepare_requested = False
         self._interval_thread: threading.Thread | None = None
         if sync == "interval":
