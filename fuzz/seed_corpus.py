@@ -120,6 +120,19 @@ def manifest_seeds() -> dict[str, bytes]:
     }
 
 
+def wal_engine_seeds(rng: random.Random) -> dict[str, bytes]:
+    """Scripts for targets.wal_engine: (op, size byte, bytes) steps."""
+    put = bytes([0, 2]) + rng.randbytes(16)  # a valid put of 16 bytes
+    junk = bytes([1, 1]) + rng.randbytes(8)  # 8 fuzzed bytes as a payload
+    flush, durable, sync = bytes([2, 0]), bytes([6, 0]), bytes([3, 0])
+    return {
+        "puts-and-flushes": (put + flush) * 5 + put + durable + sync,
+        "rollover": (bytes([0, 100]) + rng.randbytes(800) + durable) * 8,
+        "malformed-payload": put + junk + put + durable,
+        "queued-then-synced": put * 10 + sync,
+    }
+
+
 def main() -> None:
     rng = random.Random(20261127)
     seeds = {
@@ -127,6 +140,7 @@ def main() -> None:
         "payload": payload_seeds(),
         "recovery": recovery_seeds(rng),
         "manifest": manifest_seeds(),
+        "wal_engine": wal_engine_seeds(rng),
     }
     for target, inputs in seeds.items():
         d = CORPUS / target

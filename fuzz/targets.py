@@ -17,6 +17,10 @@ through them in CI.  Targets:
                 anything else; a second open sees the same state.
 * ``manifest``  snapshot manifests: decoding, SnapshotInfo and verification
                 raise only CorruptionError.
+* ``wal_engine`` a script of appends (valid and fuzzed payloads), flushes
+                and syncs run on the native group-commit engine and on the
+                Python oracle (wal.py): each step ends alike, and both logs
+                hold the same records in the same segments.
 
 Half of the inputs of ``scan`` and ``recovery`` are read as a recipe for a
 valid log (records with correct CRCs) followed by damage, so the fuzzer
@@ -45,6 +49,7 @@ from safepoint.format import (
     OP_PUT,
     RECORD_HEADER,
     RECORD_HEADER_SIZE,
+    SEGMENT_HEADER_SIZE,
     SP_OK,
     segment_name,
 )
@@ -56,6 +61,7 @@ from safepoint.snapshot_files import (
     snapshot_info,
     verify_snapshot,
 )
+from safepoint.wal import WalWriter
 
 U64 = (1 << 64) - 1
 logging.getLogger("safepoint").setLevel(logging.CRITICAL)
@@ -293,9 +299,97 @@ def manifest(data: bytes) -> None:
         pass
 
 
+# --- wal_engine -------------------------------------------------------------------------
+
+_engine_root: str | None = None
+ENGINE_STORE_ID = bytes(range(16))
+
+
+def _engine_log(wal_dir: str) -> list[tuple[str, int, list[tuple[int, int, int, int, bytes]]]]:
+    out = []
+    seed = native.store_seed(ENGINE_STORE_ID)
+    for name in sorted(os.listdir(wal_dir)):
+        if not name.endswith(".wal"):
+            continue
+        with open(os.path.join(wal_dir, name), "rb") as f:
+            data = f.read()
+        first = int(name.split(".")[0], 16)
+        res = native.scan(data, seed, first, start=SEGMENT_HEADER_SIZE)
+        recs = [
+            (
+                r.offset,
+                r.length,
+                r.lsn,
+                r.durable_lsn,
+                data[r.offset + RECORD_HEADER_SIZE : r.offset + r.length],
+            )
+            for r in res.records
+        ]
+        out.append((name, len(data), recs))
+    return out
+
+
+def _run_engine(engine: str, script: bytes) -> tuple[list[str], object]:
+    global _engine_root
+    if _engine_root is None:
+        _engine_root = tempfile.mkdtemp(prefix="safepoint-fuzz-")
+    wal_dir = os.path.join(_engine_root, engine)
+    if os.path.exists(wal_dir):
+        shutil.rmtree(wal_dir)
+    os.mkdir(wal_dir)
+    w = WalWriter(
+        DEFAULT_FS,
+        wal_dir,
+        ENGINE_STORE_ID,
+        next_lsn=1,
+        segments=[],
+        tail_offset=None,
+        segment_bytes=4096,
+        sync="none",
+        engine=engine,
+    )
+    outcomes: list[str] = []
+    i, lsn = 0, 0
+    try:
+        while i < len(script) and len(outcomes) < 40:
+            op, i = script[i], i + 1
+            size = script[i] * 8 if i < len(script) else 0
+            i += 1
+            if op % 4 == 0:  # a valid one-put payload of a fuzzed size
+                body = encode_payload([(OP_PUT, bytes([op]), script[i : i + size])])
+            elif op % 4 == 1:  # fuzzed bytes as the payload
+                body, i = script[i : i + size], i + size
+            elif op % 4 == 2:
+                if lsn:
+                    w.flush(lsn, durable=bool(op & 4))
+                outcomes.append("flush")
+                continue
+            else:
+                w.sync()
+                outcomes.append("sync")
+                continue
+            try:
+                lsn = w.append(body)
+                outcomes.append(f"append {lsn}")
+            except ValueError as exc:
+                outcomes.append(f"ValueError {exc}")
+    finally:
+        w.close()
+    return outcomes, _engine_log(wal_dir)
+
+
+def wal_engine(data: bytes) -> None:
+    """Target: the native group-commit engine does what its oracle does."""
+    a = _run_engine("native", data)
+    b = _run_engine("python", data)
+    assert a[0] == b[0], f"outcomes differ: native {a[0]} python {b[0]}"
+    assert a[1] == b[1], "the two engines wrote different logs"
+
+
 TARGETS: dict[str, Callable[[bytes], None]] = {
     "scan": scan,
     "payload": payload,
     "recovery": recovery,
     "manifest": manifest,
+    "wal_engine": wal_engine,
 }

@@ -248,8 +248,9 @@ def test_a_failure_from_outside_the_engine_refuses_later_appends(tmp_path):
     w.close()
 
 
-def test_a_payload_that_does_not_parse_is_refused_and_the_log_goes_on(tmp_path):
-    w = new_writer(tmp_path, "native")
+@pytest.mark.parametrize("engine", ["native", "python"])
+def test_a_payload_that_does_not_parse_is_refused_and_the_log_goes_on(tmp_path, engine):
+    w = new_writer(tmp_path, engine)
     with pytest.raises(ValueError, match="malformed payload"):
         w.append(b"\x05\x00\x00\x00junk")
     w.flush(w.append(payload(1)))

@@ -29,7 +29,13 @@ from collections.abc import Callable
 
 from . import records, wal_native
 from .errors import ClosedError, StoreFailedError
-from .format import PREPARED_SEGMENT_NAME, RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE
+from .format import (
+    MAX_PAYLOAD_SIZE,
+    MIN_PAYLOAD_SIZE,
+    PREPARED_SEGMENT_NAME,
+    RECORD_HEADER_SIZE,
+    SEGMENT_HEADER_SIZE,
+)
 from .fs import File, FileSystem
 from .segment import SegmentRef, encode_header, segment_path
 from .wal_native import SP_WAL_FAILED, NativeGroupCommit
@@ -205,6 +211,11 @@ class WalWriter:
                     self._native_failed()
                     self._check_usable()
             else:
+                # Refused here, as the native engine does, not in the leader's
+                # encode, where a bad payload would fail everyone's flush.
+                if not MIN_PAYLOAD_SIZE <= len(payload) <= MAX_PAYLOAD_SIZE:
+                    raise ValueError(wal_native.payload_size_error(len(payload)))
+                records.check_payload(payload)
                 self._pending.append((lsn, time.time_ns(), payload))
             self._next_lsn = lsn + 1
             self._end += size

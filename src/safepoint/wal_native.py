@@ -19,7 +19,15 @@ from __future__ import annotations
 import os
 from typing import NamedTuple
 
-from .format import SP_BAD_LENGTH, SP_BAD_LSN, SP_BAD_PAYLOAD, SP_OK, STATUS_NAMES
+from .format import (
+    MAX_PAYLOAD_SIZE,
+    MIN_PAYLOAD_SIZE,
+    SP_BAD_LENGTH,
+    SP_BAD_LSN,
+    SP_BAD_PAYLOAD,
+    SP_OK,
+    STATUS_NAMES,
+)
 
 try:
     from ._sp_core import ffi, lib
@@ -79,7 +87,9 @@ class NativeGroupCommit:
         else:
             with ffi.from_buffer("uint8_t[]", payload) as ptr:
                 rc = lib.sp_wal_append(self._w, lsn, time_ns, ptr, len(ptr))
-        if rc in (SP_BAD_LENGTH, SP_BAD_PAYLOAD):
+        if rc == SP_BAD_LENGTH:
+            raise ValueError(payload_size_error(len(payload)))
+        if rc == SP_BAD_PAYLOAD:
             raise ValueError(f"payload: {STATUS_NAMES[rc]}")
         if rc == SP_BAD_LSN:
             raise RuntimeError(f"wal: record {lsn} appended out of order")
@@ -128,6 +138,11 @@ class NativeGroupCommit:
         if st.error == 0:
             return None
         return OSError(st.error, f"{os.strerror(st.error)} (during {st.op})", path)
+
+
+def payload_size_error(size: int) -> str:
+    """The message for a payload whose size no record can carry."""
+    return f"payload of {size} bytes is outside [{MIN_PAYLOAD_SIZE}, {MAX_PAYLOAD_SIZE}]"
 
 
 def status_name(rc: int) -> str:
