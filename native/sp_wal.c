@@ -52,6 +52,9 @@ struct sp_wal {
     int gathering;
     int error, error_op;
     int closed;
+    double max_gather_ns;  /* cap on a leader's wait for committers */
+    uint64_t gathers;
+    double gather_wait_ns;
 };
 
 static double now_ns(void)
@@ -101,6 +104,7 @@ sp_wal *sp_wal_new(uint32_t seed, int fd, uint64_t offset, uint64_t next_lsn)
     w->offset = offset;
     w->next_lsn = next_lsn;
     w->written_lsn = w->synced_lsn = next_lsn - 1;
+    w->max_gather_ns = MAX_GATHER_NS;
     return w;
 }
 
@@ -184,8 +188,12 @@ static void gather(sp_wal *w)
     if ((uint64_t)w->in_flush <= w->pend_count || w->sync_ns <= 0.0)
         return;
     double wait = w->sync_ns * 0.5;
-    if (wait > MAX_GATHER_NS)
-        wait = MAX_GATHER_NS;
+    if (wait > w->max_gather_ns)
+        wait = w->max_gather_ns;
+    if (wait <= 0.0)
+        return;
+    double t0 = now_ns();
+    w->gathers++;
     struct timespec deadline;
     clock_gettime(CLOCK_MONOTONIC, &deadline);
     long long ns = (long long)deadline.tv_nsec + (long long)wait;
@@ -197,6 +205,7 @@ static void gather(sp_wal *w)
             break;
     }
     w->gathering = 0;
+    w->gather_wait_ns += now_ns() - t0;
 }
 
 static int write_all(int fd, const uint8_t *buf, size_t len, uint64_t offset)
@@ -355,9 +364,19 @@ void sp_wal_abandon(sp_wal *w)
     pthread_mutex_unlock(&w->mu);
 }
 
+void sp_wal_set_gather(sp_wal *w, double max_ns)
+{
+    pthread_mutex_lock(&w->mu);
+    w->max_gather_ns = max_ns > 0.0 ? max_ns : 0.0;
+    pthread_mutex_unlock(&w->mu);
+}
+
 void sp_wal_get_state(sp_wal *w, sp_wal_state *st)
 {
     pthread_mutex_lock(&w->mu);
+    st->gathers = w->gathers;
+    st->gather_wait_ns = w->gather_wait_ns;
+    st->sync_ns = w->sync_ns;
     st->written_lsn = w->written_lsn;
     st->synced_lsn = w->synced_lsn;
     st->offset = w->offset + w->pend_len;

@@ -32,6 +32,9 @@ typedef struct {
     uint64_t offset;       /* where the next batch will be written */
     uint64_t pending;      /* records appended, not yet taken by a leader */
     uint64_t fsyncs;       /* fdatasync calls made */
+    uint64_t gathers;      /* leaders that waited for committers to queue */
+    double gather_wait_ns; /* total time leaders spent gathering */
+    double sync_ns;        /* moving average of one fdatasync */
     int error;             /* the errno that failed the log, or 0 */
     int op;                /* 1: a pwrite failed, 2: an fdatasync, 3: sp_wal_fail */
 } sp_wal_state;
@@ -70,6 +73,10 @@ void sp_wal_fail(sp_wal *w, int error);
 /* Drop pending records, as a killed process would, and refuse further work
  * (SP_WAL_CLOSED).  Waits for a flush in flight to finish. */
 void sp_wal_abandon(sp_wal *w);
+
+/* Cap a leader's wait for committers about to queue (default 2 ms; the
+ * wait is also at most half a recent fdatasync); 0 turns gathering off. */
+void sp_wal_set_gather(sp_wal *w, double max_ns);
 
 /* Fill *st under the lock. */
 void sp_wal_get_state(sp_wal *w, sp_wal_state *st);

@@ -299,3 +299,22 @@ def test_segment_header_is_untouched_by_the_engine(tmp_path):
     w.close()
     seg = sorted((tmp_path / "wal").glob("*.wal"))[0]
     assert segment_records(seg)[0].offset == SEGMENT_HEADER_SIZE
+
+
+def test_gathering_off_means_no_leader_ever_waits(tmp_path):
+    w = new_writer(tmp_path, "native", segment_bytes=1 << 20)
+    w._native.set_gather(0.0)
+
+    def committer() -> None:
+        for i in range(50):
+            w.flush(w.append(payload(i)))
+
+    workers = [threading.Thread(target=committer) for _ in range(4)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
+    state = w._native.state()
+    w.close()
+    assert state.gathers == 0 and state.gather_wait_s == 0.0
+    assert state.synced_lsn == 200

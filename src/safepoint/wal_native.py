@@ -52,6 +52,9 @@ class EngineState(NamedTuple):
     offset: int
     pending: int
     fsyncs: int
+    gathers: int
+    gather_wait_s: float
+    sync_s: float
     error: int
     op: str
 
@@ -106,6 +109,10 @@ class NativeGroupCommit:
         """Write to ``fd`` from ``offset`` from now on; SP_OK or a status."""
         return int(lib.sp_wal_switch(self._w, fd, offset))
 
+    def set_gather(self, max_seconds: float) -> None:
+        """Cap a leader's wait for committers about to queue (0: never wait)."""
+        lib.sp_wal_set_gather(self._w, max_seconds * 1e9)
+
     def fail(self, error: int) -> None:
         """Refuse all further appends and flushes (an errno from outside)."""
         lib.sp_wal_fail(self._w, error)
@@ -124,6 +131,9 @@ class NativeGroupCommit:
             int(st.offset),
             int(st.pending),
             int(st.fsyncs),
+            int(st.gathers),
+            float(st.gather_wait_ns) / 1e9,
+            float(st.sync_ns) / 1e9,
             int(st.error),
             _OPS.get(int(st.op), ""),
         )
