@@ -3,8 +3,10 @@
 # and run the codec tests against that build: every scan, encode and CRC the
 # hypothesis tests drive then checks for out-of-bounds reads and UB.
 #
-#   fuzz/build_asan.sh                       # tests/test_records.py + test_format.py
+#   fuzz/build_asan.sh                       # test_records, test_format, test_wal_native
 #   HYPOTHESIS_PROFILE=ci fuzz/build_asan.sh -k damage
+#   SANITIZER=thread fuzz/build_asan.sh -k "group or gather"
+#                                            # ThreadSanitizer on the group-commit engine
 #   fuzz/build_asan.sh --fuzz scan WORK_CORPUS fuzz/corpus/scan -max_total_time=600
 #                                            # an atheris harness on the sanitized core
 #
@@ -21,7 +23,13 @@ trap 'rm -rf "$work"' EXIT
 
 cp -r "$root/src" "$root/native" "$work/"
 rm -f "$work"/src/safepoint/_sp_core*.so
-sanitize="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
+if [ "${SANITIZER:-address}" = thread ]; then
+    sanitize="-fsanitize=thread -fno-omit-frame-pointer"
+    preload_libs="libtsan.so"
+else
+    sanitize="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
+    preload_libs="libasan.so libubsan.so"
+fi
 (
     cd "$work"
     # cffi compiles with tmpdir as the working directory, and build.py names
@@ -32,15 +40,17 @@ sanitize="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame
     mv safepoint/_sp_core*.so src/safepoint/
 )
 
-preload="$("$cc" -print-file-name=libasan.so) $("$cc" -print-file-name=libubsan.so)"
+preload=""
+for lib in $preload_libs; do preload="$preload $("$cc" -print-file-name="$lib")"; done
 cd "$root"
 if [ "${1:-}" = "--fuzz" ]; then
     target=$2
     shift 2
     command=("$python" "$root/fuzz/fuzz_$target.py" "$@")
 else
-    command=("$python" -m pytest -q -p no:cacheprovider tests/test_records.py tests/test_format.py "$@")
+    command=("$python" -m pytest -q -p no:cacheprovider tests/test_records.py tests/test_format.py tests/test_wal_native.py "$@")
 fi
+TSAN_OPTIONS=halt_on_error=1:report_signal_unsafe=0 \
 ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 LD_PRELOAD=$preload PYTHONMALLOC=malloc PYTHONPATH="$work/src" \
