@@ -13,6 +13,10 @@ Measures, interleaved round by round on the same disk:
   sync="always" from one thread;
 * ``wal x8``: the same from 8 threads, which share fdatasyncs (group commit).
 
+The writer runs its native group-commit engine (native/sp_wal.c) when the
+native codec is active, as it does for a store; ``SAFEPOINT_BACKEND=python``
+measures the Python loop instead.
+
 Prints the median appends/s of each and the ratios against the targets
 (1 thread >= 0.9x raw; 8 threads >= 3x 1 thread).  A script, not a test:
 speed is never asserted in the test suite.
@@ -122,9 +126,14 @@ def open_writer(scratch: str) -> tuple[WalWriter, str]:
     return writer, wal_dir
 
 
+# Records per fdatasync of each timed group run (native engine only).
+PER_FSYNC: dict[int, list[float]] = {}
+
+
 def wal_appends(scratch: str, seconds: float, threads: int) -> float:
     """append + flush(lsn) from ``threads`` threads for ``seconds``; appends/s."""
     writer, wal_dir = open_writer(scratch)
+    fsyncs_before = writer._native.state().fsyncs if writer._native is not None else 0
     payload = make_payload()
     counts = [0] * threads
     stop = threading.Event()
@@ -150,10 +159,23 @@ def wal_appends(scratch: str, seconds: float, threads: int) -> float:
         for w in workers:
             w.join()
         elapsed = time.perf_counter() - t0
+        if writer._native is not None:
+            fsyncs = writer._native.state().fsyncs - fsyncs_before
+            PER_FSYNC.setdefault(threads, []).append(sum(counts) / max(fsyncs, 1))
     finally:
         writer.close()
         shutil.rmtree(wal_dir, ignore_errors=True)
     return sum(counts) / elapsed
+
+
+def engine_name(scratch: str) -> str:
+    """Which group-commit loop the writer runs here ("native" or "python")."""
+    writer, wal_dir = open_writer(scratch)
+    try:
+        return writer.engine
+    finally:
+        writer.close()
+        shutil.rmtree(wal_dir, ignore_errors=True)
 
 
 def same_filesystem(a: str, b: str) -> bool:
@@ -196,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
         n = args.threads
         print(
             f"wal_append: {record_bytes}-byte records, {args.rounds} rounds x {args.seconds:g} s, "
-            f"backend={records.BACKEND}, load={os.getloadavg()[0]:.2f}, dir={scratch}"
+            f"backend={records.BACKEND}, engine={engine_name(scratch)}, "
+            f"load={os.getloadavg()[0]:.2f}, dir={scratch}"
         )
         samples = interleave(
             {
@@ -226,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{n} threads / 1 thread = {r8:.2f}x  (target >= {TARGET_EIGHT_VS_ONE}x: "
         f"{'met' if r8 >= TARGET_EIGHT_VS_ONE else 'MISSED'})"
     )
+    for t, values in sorted(PER_FSYNC.items()):
+        print(f"records per fdatasync, {t} thread(s): {statistics.median(values):.2f} (median)")
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     return 0
 
