@@ -341,6 +341,8 @@ def test_stats_report_lsns_log_and_checkpoints(db):
     assert s["memtable_entries"] == 1 and s["sync"] == "always" and s["readonly"] is False
     assert s["path"] == str(db.path) and s["backend"] == safepoint.BACKEND
     assert s["failed"] is None and s["recovery"]["clean"] is True
+    assert s["wal_fsyncs"] >= 1
+    assert s["wal_engine"] == ("native" if safepoint.BACKEND == "native" else "python")
     json.dumps(s)  # plain data, printable by tools
 
 

@@ -251,7 +251,7 @@ def test_a_failure_from_outside_the_engine_refuses_later_appends(tmp_path):
 @pytest.mark.parametrize("engine", ["native", "python"])
 def test_a_payload_that_does_not_parse_is_refused_and_the_log_goes_on(tmp_path, engine):
     w = new_writer(tmp_path, engine)
-    with pytest.raises(ValueError, match="malformed payload"):
+    with pytest.raises(ValueError, match="payload|op 0"):
         w.append(b"\x05\x00\x00\x00junk")
     w.flush(w.append(payload(1)))
     w.close()

@@ -585,6 +585,8 @@ class Store(MutableMapping):  # type: ignore[type-arg]
             if wal
             else 0,
             "wal_bytes_appended": wal.bytes_appended if wal else 0,
+            "wal_fsyncs": wal.fsyncs if wal else 0,
+            "wal_engine": wal.engine if wal else None,
             "checkpoints": self._base.checkpoints,
             "checkpoint_error": repr(ck.error) if ck and ck.error else None,
             "memtable_entries": len(self._mem) + self._frozen_entries(),

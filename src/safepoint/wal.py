@@ -99,6 +99,7 @@ class WalWriter:
         self._gathering = False
         self._in_flush = 0  # threads inside flush(), leader included
         self._sync_s = 0.0  # moving average of one fdatasync's duration
+        self._fsyncs = 0
         self._pending: list[tuple[int, int, bytes]] = []  # lsn, time_ns, payload
         self._prepared_here = False  # prepared.tmp zero-filled by this process
         self._next_lsn = next_lsn
@@ -176,6 +177,13 @@ class WalWriter:
         if self._native is not None:
             return self._native.synced_lsn()
         return self._synced_lsn
+
+    @property
+    def fsyncs(self) -> int:
+        """fdatasyncs made for records so far (group commit shares them)."""
+        if self._native is not None:
+            return self._native.state().fsyncs
+        return self._fsyncs
 
     @property
     def engine(self) -> str:
@@ -332,6 +340,7 @@ class WalWriter:
                 t0 = time.perf_counter()
                 for f in to_sync:
                     f.sync_data()
+                    self._fsyncs += 1
                 self._sync_s = 0.8 * self._sync_s + 0.2 * (time.perf_counter() - t0)
         except BaseException as exc:  # noqa: BLE001 - any failure fails the log
             if release:
