@@ -15,6 +15,7 @@ from ._records_common import (
     U64_MAX,
     RecordInfo,
     ScanResult,
+    ScanSpan,
     byte_view,
     check_start,
     check_uint,
@@ -181,6 +182,31 @@ def scan(buf: object, seed: int, expect_lsn: int, start: int = 0) -> ScanResult:
             expect_lsn = res.next_lsn
             if rc != SP_OK:
                 return ScanResult(records, rc, offset, expect_lsn)
+
+
+def scan_span(buf: object, seed: int, expect_lsn: int, start: int = 0) -> ScanSpan:
+    """``scan`` without the list of records: how many are valid from
+    ``start`` on, and where and why they end.
+
+    Recovery replays whole runs of records and needs no per-record table;
+    building one costs more than the C scan itself.
+    """
+    check_uint("seed", seed, U32_MAX)
+    check_uint("expect_lsn", expect_lsn, U64_MAX)
+    with byte_view(buf) as view, ffi.from_buffer("uint8_t[]", view) as base:
+        end = len(view)
+        offset = check_start(start, end)
+        cap = max(1, min(_MAX_OUT, (end - offset) // _MIN_RECORD_SIZE))
+        out = ffi.new("sp_record[]", cap)
+        res = ffi.new("sp_scan_result *")
+        count = 0
+        while True:
+            rc = lib.sp_scan(base + offset, end - offset, seed, expect_lsn, out, cap, res)
+            count += res.count
+            offset += res.offset
+            expect_lsn = res.next_lsn
+            if rc != SP_OK:
+                return ScanSpan(count, rc, offset, expect_lsn)
 
 
 def find_valid(buf: object, seed: int, min_lsn: int, start: int = 0) -> tuple[int, int] | None:

@@ -17,6 +17,7 @@ from ._records_common import (
     U64_MAX,
     RecordInfo,
     ScanResult,
+    ScanSpan,
     byte_view,
     check_start,
     check_uint,
@@ -121,6 +122,13 @@ def scan(buf: object, seed: int, expect_lsn: int, start: int = 0) -> ScanResult:
             records.append(RecordInfo(offset, size, lsn, time_ns, op_count, durable_lsn))
             offset = body + length
             expect_lsn = (expect_lsn + 1) & U64_MAX
+
+
+def scan_span(buf: object, seed: int, expect_lsn: int, start: int = 0) -> ScanSpan:
+    """``scan`` without the list of records: how many are valid from
+    ``start`` on, and where and why they end."""
+    res = scan(buf, seed, expect_lsn, start)
+    return ScanSpan(len(res.records), res.status, res.offset, res.next_lsn)
 
 
 def find_valid(buf: object, seed: int, min_lsn: int, start: int = 0) -> tuple[int, int] | None:

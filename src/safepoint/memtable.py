@@ -1,75 +1,144 @@
-"""The memtable: every change since the last checkpoint, in key order.
+"""The memtable: every change since the last checkpoint.
 
 A deleted key stays in the memtable as a tombstone (value None) so that it
 hides the base image's value until the checkpoint folds the delete in.
 During a checkpoint the old memtable is *frozen* (never changed again) and a
 new one takes the writes; reads consult new, then frozen, then the base.
+
+The entries live in a plain dict; key order is built only when an ordered
+read asks for it (docs/design.md, "The memtable").  Because no key ever
+leaves the dict (a delete stores a tombstone), the dict's insertion order
+says which keys are new since the sorted list was last built: exactly those
+past its length.  Writes therefore cost one dict store, and an ordered read
+sorts only the keys added since the previous one, then merges them in.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-
-from sortedcontainers import SortedDict
+from bisect import bisect_left, insort
+from collections.abc import Iterable, Iterator, Mapping
+from itertools import islice
+from typing import Any
 
 from .format import OP_PUT
 
 TOMBSTONE = None
 _MISSING = object()
-# Per-entry bookkeeping a Python dict + sorted list costs beyond the payload,
-# counted so that checkpoint_bytes-style limits see real memory.
+# Per-entry bookkeeping a Python dict costs beyond the payload (two object
+# headers and a slot), counted so that stats() shows memory, not just bytes.
 _ENTRY_OVERHEAD_BYTES = 64
+# Up to this many new keys are inserted one by one into a copy of the sorted
+# list (a memmove each); more are merged by a sort of the two sorted runs,
+# which compares every neighbour once.
+_INSORT_MAX = 64
 
 
 class Memtable:
-    """Sorted map of key -> value bytes, or None for a delete.
+    """Map of key -> value bytes, or None for a delete; ordered on demand.
 
-    Not locked: the store serialises writers and snapshots readers.  Single
-    key reads are safe concurrently with a writer under CPython.
+    Not locked: the store serialises writers and takes its mem lock around
+    every ordered read of a memtable that writers may still change (a frozen
+    one has no writers).  Single-key reads (``lookup`` or ``_data.get``) are
+    safe concurrently with a writer under CPython.
     """
 
-    __slots__ = ("_data", "payload_bytes", "last_lsn")
+    __slots__ = ("_data", "_sorted", "last_lsn")
 
     def __init__(self) -> None:
-        self._data: SortedDict = SortedDict()
-        self.payload_bytes = 0
+        # Values are bytes or None; typed Any for the store's lock-free
+        # ``_data.get(key, sentinel)`` reads.
+        self._data: dict[bytes, Any] = {}
+        # The first len(_sorted) keys of _data, sorted; None until an ordered
+        # read needs them, so a memtable that is only written and checkpointed
+        # never pays for a second index.
+        self._sorted: list[bytes] | None = None
         self.last_lsn = 0
 
     def __len__(self) -> int:
         return len(self._data)
 
+    @property
+    def payload_bytes(self) -> int:
+        """Bytes of keys and values held, plus a per-entry estimate of overhead.
+
+        Computed on demand (a C-speed pass over the dict) rather than kept
+        up to date by every put: only stats() asks.
+        """
+        data = self._data
+        values = sum(map(len, filter(None, data.values())))
+        return len(data) * _ENTRY_OVERHEAD_BYTES + sum(map(len, data)) + values
+
     def lookup(self, key: bytes) -> tuple[bool, bytes | None]:
         """(found, value): found is False if the memtable says nothing."""
-        data = self._data
-        if key in data:
-            return True, data[key]
-        return False, None
+        value = self._data.get(key, _MISSING)
+        if value is _MISSING:
+            return False, None
+        return True, value
 
     def put(self, key: bytes, value: bytes | None) -> None:
         """Set ``key`` to ``value`` (None records a delete)."""
-        data = self._data
-        old = data.get(key, _MISSING)
-        if old is _MISSING:
-            self.payload_bytes += _ENTRY_OVERHEAD_BYTES + len(key)
-        elif old is not None:
-            self.payload_bytes -= len(old)
-        data[key] = value
-        if value is not None:
-            self.payload_bytes += len(value)
+        self._data[key] = value
+
+    def update(self, entries: Mapping[bytes, bytes | None]) -> None:
+        """Set every key of ``entries`` to its value (None: a delete)."""
+        self._data.update(entries)
+
+    def entries(self) -> dict[bytes, bytes | None]:
+        """The dict itself, for a bulk loader (recovery's replay): it may set
+        keys to values or None, and must never remove a key (the order
+        bookkeeping relies on keys only being added)."""
+        return self._data
 
     def apply(self, ops: Iterable[tuple[int, bytes, bytes | None]], lsn: int) -> None:
         """Apply one transaction's ops, as decoded from its record."""
+        data = self._data
         for kind, key, value in ops:
-            self.put(key, value if kind == OP_PUT else TOMBSTONE)
+            data[key] = value if kind == OP_PUT else TOMBSTONE
         self.last_lsn = lsn
+
+    def _ordered(self) -> list[bytes]:
+        """Every key in order.
+
+        A list once returned is never changed in place (a newer one replaces
+        it), so a caller may slice it without a lock.  Safe beside a writer
+        under the GIL: listing a dict's keys is one C call, so it sees a
+        prefix of the insertion order, which is all ``_sorted`` promises.
+        """
+        data = self._data
+        keys = self._sorted
+        if keys is None:
+            keys = sorted(data)
+        elif len(keys) != len(data):
+            # Keys are only ever added and a dict keeps insertion order: the
+            # new ones are those past the sorted prefix.
+            new = list(islice(data, len(keys), None))
+            new.sort()
+            if len(new) <= _INSORT_MAX:
+                keys = keys.copy()
+                for key in new:
+                    insort(keys, key)
+            else:
+                # Two sorted runs: Timsort merges them in one linear pass.
+                keys = keys + new
+                keys.sort()
+        else:
+            return keys
+        self._sorted = keys
+        return keys
 
     def items(
         self, start: bytes | None = None, stop: bytes | None = None
     ) -> Iterator[tuple[bytes, bytes | None]]:
-        """Entries with start <= key < stop, in key order, tombstones included."""
+        """Entries with start <= key < stop, in key order, tombstones included.
+
+        The keys in range are fixed when this is called; their values are
+        read as the iterator advances.
+        """
+        keys = self._ordered()
+        lo = 0 if start is None else bisect_left(keys, start)
+        hi = len(keys) if stop is None else bisect_left(keys, stop)
         data = self._data
-        for key in data.irange(start, stop, inclusive=(True, False)):
-            yield key, data[key]
+        return ((key, data[key]) for key in keys[lo:hi])
 
     def snapshot(
         self, start: bytes | None = None, stop: bytes | None = None

@@ -18,9 +18,12 @@ import os
 from ._records_common import (
     RecordInfo,
     ScanResult,
+    ScanSpan,
+    apply_records,
     crc32c_bytes,
     decode_payload,
     encode_payload,
+    encode_writes,
 )
 from .format import RECORD_HEADER_SIZE
 
@@ -35,6 +38,7 @@ if _CHOICE == "python":
         encode_record,
         find_valid,
         scan,
+        scan_span,
         store_seed,
     )
 elif _CHOICE == "native":
@@ -47,6 +51,7 @@ elif _CHOICE == "native":
             encode_record,
             find_valid,
             scan,
+            scan_span,
             store_seed,
         )
     except ImportError as exc:
@@ -66,14 +71,18 @@ __all__ = [
     "RECORD_HEADER_SIZE",
     "RecordInfo",
     "ScanResult",
+    "ScanSpan",
+    "apply_records",
     "check_payload",
     "crc32c",
     "crc32c_bytes",
     "decode_payload",
     "encode_payload",
+    "encode_writes",
     "encode_batch",
     "encode_record",
     "find_valid",
     "scan",
+    "scan_span",
     "store_seed",
 ]

@@ -96,11 +96,16 @@ def recover(
     reader = LogReader(fs, wal_dir, store_id)
     replayed = 0
     last = base_lsn
-    decode = records.decode_payload
-    for rec in reader.read(base_lsn):
-        memtable.apply(decode(rec.payload), rec.lsn)
-        replayed += 1
-        last = rec.lsn
+    # Records are applied straight into the memtable's dict, a segment's
+    # span at a time (records.apply_records): replay is the per-record hot
+    # loop of every open.
+    table = memtable.entries()
+    for span in reader.read_spans(base_lsn):
+        records.apply_records(span.data, span.start, span.stop, table)
+        replayed += span.count
+        last = span.first_lsn + span.count - 1
+    if replayed:
+        memtable.last_lsn = last
     end = reader.end
     assert end is not None
     segments = list(reader.segments)

@@ -36,7 +36,7 @@ from .errors import (
     ReadOnlyError,
     StoreFailedError,
 )
-from .format import LMDB_ENGINE, OP_DELETE, OP_PUT
+from .format import LMDB_ENGINE
 from .fs import DEFAULT_FS, File, FileSystem
 from .keys import key_range, to_key
 from .memtable import Memtable
@@ -312,11 +312,7 @@ class Store(MutableMapping):  # type: ignore[type-arg]
     def update(self, other: Any = (), /, **kwargs: Any) -> None:  # type: ignore[override]
         """Set many keys in one transaction (one record, one fsync)."""
         with self.transaction() as txn:
-            items = other.items() if hasattr(other, "items") else other
-            for k, v in items:
-                txn.put(k, v)
-            for k, v in kwargs.items():
-                txn.put(k, v)
+            txn.update(other, **kwargs)
 
     def transaction(self) -> Transaction:
         """A write transaction: ``with db.transaction() as txn: ...``.
@@ -366,9 +362,7 @@ class Store(MutableMapping):  # type: ignore[type-arg]
         """Queue the record and apply it; the write lock is held."""
         if not writes:
             return None
-        payload = records.encode_payload(
-            [(OP_PUT, k, v) if v is not None else (OP_DELETE, k, None) for k, v in writes.items()]
-        )
+        payload = records.encode_writes(writes)
         wal = self._wal
         assert wal is not None
         lsn: int | None = None
@@ -376,8 +370,7 @@ class Store(MutableMapping):  # type: ignore[type-arg]
             lsn = wal.append(payload)
             with self._mem_lock:
                 mem = self._mem
-                for k, v in writes.items():
-                    mem.put(k, v)
+                mem.update(writes)
                 mem.last_lsn = lsn
                 self._last_lsn = lsn
         except OSError as exc:

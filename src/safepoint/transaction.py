@@ -6,12 +6,17 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from .errors import ClosedError
+from .format import MAX_KEY_SIZE
 from .keys import key_range, to_key
+from .values import BytesCodec
 
 if TYPE_CHECKING:
     from types import TracebackType
 
     from .store import Store
+
+
+_BYTES_ONLY = {bytes}
 
 
 class Transaction:
@@ -75,6 +80,42 @@ class Transaction:
             self._writes[k] = None
         else:
             self._writes.pop(k, None)
+
+    def update(self, other: Any = (), /, **kwargs: Any) -> None:
+        """Put every (key, value) of ``other`` (a mapping or pairs), then of
+        ``kwargs``, in order: like calling ``put`` for each."""
+        self._check()
+        items = other.items() if hasattr(other, "items") else other
+        if type(self._store._codec) is BytesCodec:
+            pairs = items if type(items) is list else list(items)
+            if self._put_bytes_pairs(pairs):
+                items = ()
+            else:
+                items = pairs
+        for k, v in items:
+            self.put(k, v)
+        for k, v in kwargs.items():
+            self.put(k, v)
+
+    def _put_bytes_pairs(self, pairs: list[Any]) -> bool:
+        """Put ``pairs`` at C speed if every key and value is ``bytes`` and
+        every key has a valid length; False (nothing done) otherwise, for
+        ``put`` to convert or reject them one by one.  A bulk load's per-put
+        cost is mostly these checks and one dict update."""
+        try:
+            batch = dict(pairs)
+        except (TypeError, ValueError):  # an unhashable key, or not pairs
+            return False
+        if set(map(type, batch)) != _BYTES_ONLY or set(map(type, batch.values())) != _BYTES_ONLY:
+            return False
+        lengths = set(map(len, batch))
+        if lengths and not (min(lengths) > 0 and max(lengths) <= MAX_KEY_SIZE):
+            return False
+        if self._writes:
+            self._writes.update(batch)
+        else:
+            self._writes = batch  # the common case: one update fills the transaction
+        return True
 
     def __setitem__(self, key: Any, value: Any) -> None:
         self.put(key, value)

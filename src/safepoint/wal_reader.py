@@ -14,18 +14,33 @@ nothing written after it proves it was once durable:
 from __future__ import annotations
 
 import mmap
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from . import records
 from .errors import CorruptionError
-from .format import CLEAN_ENDS, SEGMENT_HEADER_SIZE, SP_BAD_LSN, SP_ZERO, STATUS_NAMES
+from .format import (
+    CLEAN_ENDS,
+    RECORD_CRC_START,
+    RECORD_HEADER,
+    RECORD_HEADER_SIZE,
+    SEGMENT_HEADER_SIZE,
+    SP_BAD_LSN,
+    SP_ZERO,
+    STATUS_NAMES,
+)
 from .fs import FileSystem
 from .segment import SegmentRef, check_header, list_segments
 
 Buffer = bytes | memoryview | mmap.mmap
 _ZERO_CHUNK_BYTES = 1 << 16
 _ZEROS = bytes(_ZERO_CHUNK_BYTES)
+_RECORD_LENGTH = struct.Struct("<I")
+# Not every platform has both (mmap.madvise and the constants are Linux/BSD).
+_ADVICE = tuple(
+    getattr(mmap, name) for name in ("MADV_SEQUENTIAL", "MADV_WILLNEED") if hasattr(mmap, name)
+)
 
 
 @dataclass(frozen=True)
@@ -38,6 +53,23 @@ class LogRecord:
     payload: memoryview
     path: str
     offset: int
+
+
+@dataclass(frozen=True)
+class LogSpan:
+    """Consecutive valid records of one segment, for replay.
+
+    ``data[start:stop]`` holds the records ``first_lsn`` to
+    ``first_lsn + count - 1``, whole and checked (CRC, LSN, payload).
+    ``data`` is the segment's mapped bytes, borrowed: valid while referenced.
+    """
+
+    data: Buffer
+    start: int
+    stop: int
+    first_lsn: int
+    count: int
+    path: str
 
 
 @dataclass
@@ -79,6 +111,27 @@ def _last_nonzero(data: Buffer, start: int) -> int:
     return start
 
 
+def _advise_sequential(data: Buffer) -> None:
+    """Tell the kernel a mapped segment is about to be read once, front to
+    back: it then reads ahead in large requests (a cold open reads the log
+    at disk speed, not page fault by page fault) and maps pages in bulk."""
+    if isinstance(data, mmap.mmap) and hasattr(data, "madvise"):
+        for advice in _ADVICE:
+            try:
+                data.madvise(advice)
+            except OSError:  # an old kernel: only a hint
+                pass
+
+
+def _skip_records(data: Buffer, offset: int, count: int) -> int:
+    """The offset just after ``count`` whole records starting at ``offset``
+    (already validated by a scan)."""
+    length = _RECORD_LENGTH.unpack_from
+    for _ in range(count):
+        offset += RECORD_HEADER_SIZE + length(data, offset + RECORD_CRC_START)[0]
+    return offset
+
+
 class LogReader:
     """Reads one store's log; ``read(after_lsn)`` yields, then sets ``end``."""
 
@@ -92,7 +145,22 @@ class LogReader:
         self._folded_damage: str | None = None
 
     def read(self, after_lsn: int) -> Iterator[LogRecord]:
-        """Yield every valid record with LSN > ``after_lsn``, in order.
+        """Yield every valid record with LSN > ``after_lsn``, in order, one by
+        one (recovery replays whole spans instead: ``read_spans``)."""
+        for span in self.read_spans(after_lsn):
+            view = memoryview(span.data)
+            pos = span.start
+            for _ in range(span.count):
+                _, length, lsn, time_ns, durable_lsn = RECORD_HEADER.unpack_from(view, pos)
+                body = pos + RECORD_HEADER_SIZE
+                yield LogRecord(
+                    lsn, time_ns, durable_lsn, view[body : body + length], span.path, pos
+                )
+                pos = body + length
+
+    def read_spans(self, after_lsn: int) -> Iterator[LogSpan]:
+        """Yield every valid record with LSN > ``after_lsn``, in order, as
+        one span per segment.
 
         Raises CorruptionError for a damaged segment header and for a gap
         before the first needed record (a missing segment), since no
@@ -120,6 +188,7 @@ class LogReader:
         for i in range(start, len(segs)):
             seg = segs[i]
             data = self._fs.map_file(seg.path)
+            _advise_sequential(data)
             _, first = check_header(memoryview(data), seg.path, self._store_id)
             if next_lsn is not None and first != next_lsn:
                 what = "missing" if first > next_lsn else "repeated"
@@ -134,26 +203,25 @@ class LogReader:
                     later_segments=tuple(s.path for s in segs[i:]),
                 )
                 return
-            res = records.scan(data, self._seed, first, start=SEGMENT_HEADER_SIZE)
-            view = memoryview(data)
+            res = records.scan_span(data, self._seed, first, start=SEGMENT_HEADER_SIZE)
+            offset = SEGMENT_HEADER_SIZE
             if res.next_lsn <= after_lsn and not self._ends_cleanly(data, res):
                 # Damage in records the base image already holds: they are not
                 # needed, so resynchronise at the first record that is.
                 resumed = self._resume_after_folded_damage(data, seg, res, expect, segs[i + 1 :])
                 if resumed is None:
                     return
-                res = resumed
-            for r in res.records:
-                if r.lsn > after_lsn:
-                    body = r.offset + records.RECORD_HEADER_SIZE
-                    yield LogRecord(
-                        r.lsn,
-                        r.time_ns,
-                        r.durable_lsn,
-                        view[body : r.offset + r.length],
-                        seg.path,
-                        r.offset,
-                    )
+                offset, first, res = resumed
+            skip = max(0, after_lsn + 1 - first)
+            if first + skip < res.next_lsn:
+                yield LogSpan(
+                    data,
+                    _skip_records(data, offset, skip),
+                    res.offset,
+                    first + skip,
+                    res.next_lsn - first - skip,
+                    seg.path,
+                )
             next_lsn = res.next_lsn
             tail_end = _last_nonzero(data, res.offset)
             if res.status in CLEAN_ENDS and tail_end == res.offset:
@@ -172,24 +240,25 @@ class LogReader:
         )
 
     @staticmethod
-    def _ends_cleanly(data: Buffer, res: records.ScanResult) -> bool:
+    def _ends_cleanly(data: Buffer, res: records.ScanSpan) -> bool:
         return res.status in CLEAN_ENDS and _last_nonzero(data, res.offset) == res.offset
 
     def _resume_after_folded_damage(
         self,
         data: Buffer,
         seg: SegmentRef,
-        res: records.ScanResult,
+        res: records.ScanSpan,
         expect: int,
         later: list[SegmentRef],
-    ) -> records.ScanResult | None:
+    ) -> tuple[int, int, records.ScanSpan] | None:
         """Skip damage below the base image's LSN; None when the log ends there.
 
-        Returns the scan resumed at record ``expect`` when it is found intact
-        after the damage.  When no record at or above ``expect`` follows and
-        no segment does either, the log simply ends inside the base image:
-        ``end`` is set clean with no tail to append to.  Otherwise ``expect``
-        itself is missing, which is damage like any other.
+        Returns (offset, lsn, scan) of the scan resumed at record ``expect``
+        when it is found intact after the damage.  When no record at or
+        above ``expect`` follows and no segment does either, the log simply
+        ends inside the base image: ``end`` is set clean with no tail to
+        append to.  Otherwise ``expect`` itself is missing, which is damage
+        like any other: the damaged scan is returned as it was.
         """
         where = f"{_name(seg.path)} at offset {res.offset} (lsn {res.next_lsn})"
         self._folded_damage = (
@@ -198,17 +267,17 @@ class LogReader:
         )
         found = records.find_valid(data, self._seed, expect, start=res.offset + 1)
         if found is not None and found[1] == expect:
-            return records.scan(data, self._seed, expect, start=found[0])
+            return found[0], expect, records.scan_span(data, self._seed, expect, start=found[0])
         if found is None and not later:
             self.end = LogEnd(clean=True, next_lsn=expect, folded_damage=self._folded_damage)
             return None
-        return res
+        return res.offset, res.next_lsn, res
 
     def _describe_stop(
         self,
         data: Buffer,
         seg: SegmentRef,
-        res: records.ScanResult,
+        res: records.ScanSpan,
         tail_end: int,
         later: list[SegmentRef],
     ) -> LogEnd:
