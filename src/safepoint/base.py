@@ -15,16 +15,18 @@ record it in ``meta`` so that a store is never opened with the other engine.
 from __future__ import annotations
 
 import os
+import struct
 import sys
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
+import crc32c
 import lmdb
 
-from . import records
 from .errors import ClosedError, CorruptionError, Error
 from .format import FORMAT_VERSION, LMDB_ENGINE, LMDB_LIB_VERSION
 
@@ -40,13 +42,16 @@ _LMDB_NAME = "base/data.mdb"
 _GROW_WAIT_S = 1.0  # how long growing the map waits for readers to drain
 
 
-_crc32c_bytes = records.crc32c_bytes
+# The crc32c package's function itself (records.crc32c_bytes wraps it in a
+# Python call, which is a fifth of a base-image get).
+_crc32c_bytes = crc32c.crc32c
+_pack_crc = struct.Struct("<I").pack
+_unpack_crc = struct.Struct("<I").unpack_from
 
 
 def entry_value(key: bytes, value: bytes) -> bytes:
     """The stored form of a value: its CRC over key and value, then the value."""
-    crc = _crc32c_bytes(value, _crc32c_bytes(key))
-    return crc.to_bytes(4, "little") + value
+    return _pack_crc(_crc32c_bytes(value, _crc32c_bytes(key))) + value
 
 
 def check_entry(key: bytes, stored: bytes | memoryview) -> bytes:
@@ -62,11 +67,41 @@ def check_entry(key: bytes, stored: bytes | memoryview) -> bytes:
     if type(key) is not bytes:
         key = bytes(key)
     crc = _crc32c_bytes
-    if crc(value, crc(key)) != int.from_bytes(stored[:4], "little"):
+    if crc(value, crc(key)) != _unpack_crc(stored)[0]:
         raise CorruptionError(
             f"base: checksum mismatch for key {bytes(key)[:64]!r}", file=_LMDB_NAME
         )
     return value
+
+
+class _ReadSlot(list):  # type: ignore[type-arg]
+    """One thread's cached read transaction: holds it (zero or one item)
+    while it is idle.
+
+    The owner takes it with ``pop()`` for one get and puts it back with
+    ``append()``; a retiring thread takes it with ``pop()`` too and aborts
+    it.  Both are single calls under the GIL, so exactly one of them gets
+    the transaction and no transaction is aborted while a get is using it.
+    ``generation`` is the base image's generation read *before* the
+    transaction began: if it still equals the current one, no checkpoint
+    has committed since, so the transaction sees the latest base image.
+    """
+
+    __slots__ = ("generation", "__weakref__")
+    # Identity, not contents: slots live in a WeakSet.
+    __hash__ = object.__hash__  # type: ignore[assignment]
+    __eq__ = object.__eq__  # type: ignore[assignment]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.generation = -1
+
+
+def _abort_quietly(txn: lmdb.Transaction) -> None:
+    try:
+        txn.abort()
+    except lmdb.Error:
+        pass  # invalidated when the environment closed: it holds nothing
 
 
 class _ResizeGate:
@@ -100,8 +135,12 @@ class _ResizeGate:
         """Unregister a reader."""
         self._active.pop()
         if self._resizing:
-            with self._cond:
-                self._cond.notify_all()
+            self.wake()
+
+    def wake(self) -> None:
+        """Tell a waiting grower that a reader left."""
+        with self._cond:
+            self._cond.notify_all()
 
     @contextmanager
     def shared(self) -> Iterator[None]:
@@ -150,6 +189,13 @@ class BaseImage:
         self.readonly = readonly
         self.env, self._gate = _acquire_env(path, readonly=readonly, create=create)
         self._pinned: lmdb.Transaction | None = None
+        # Cached read transactions, one per thread that reads (get()): see
+        # _ReadSlot and docs/design.md, "The base image".  Bumped after
+        # every commit, every map resize and at close.
+        self._generation = 0
+        self._local = threading.local()
+        self._slots: weakref.WeakSet[_ReadSlot] = weakref.WeakSet()
+        self._slots_lock = threading.Lock()
         try:
             if readonly:
                 # A read-only view pins one read transaction for its whole
@@ -232,35 +278,114 @@ class BaseImage:
             txn.put(_META_FORMAT, str(FORMAT_VERSION).encode())
             txn.put(_META_ENGINE, LMDB_ENGINE.encode())
             txn.put(_META_CHECKPOINTS, b"0")
+        self._retire_readers()
         return store_id
 
     # --- reads ------------------------------------------------------------------
 
     def get(self, key: bytes) -> bytes | None:
-        """The value of ``key`` in the base image, CRC-checked; None if absent.
+        """The value of ``key`` (bytes) in the base image, CRC-checked; None if absent.
 
-        Raises ClosedError if the base image is (being) closed.
+        Sees every checkpoint that committed before the call.  Raises
+        ClosedError if the base image is (being) closed.
         """
-        pinned, env = self._pinned, self.env
-        try:
-            if pinned is not None:
-                stored = pinned.get(key, db=self._data)
-                return None if stored is None else check_entry(key, stored)
-            if env is None:
-                raise ClosedError("base: the store is closed")
-            gate = self._gate
-            gate.enter()
+        pinned = self._pinned
+        if pinned is not None:
             try:
-                with env.begin(db=self._data) as txn:
-                    stored = txn.get(key)
-            finally:
-                gate.leave()
+                stored = pinned.get(key, db=self._data)
+            except lmdb.Error as exc:
+                self._raise_if_closed(exc)
+                raise
             return None if stored is None else check_entry(key, stored)
+        try:
+            slot = self._local.slot
+        except AttributeError:
+            slot = self._new_slot()
+        # The resize gate's enter()/leave(), inlined: this is the hot path.
+        gate = self._gate
+        active = gate._active
+        active.append(None)
+        if gate._resizing:
+            active.pop()
+            gate.enter()
+        try:
+            try:
+                txn = slot.pop()
+            except IndexError:
+                txn = None
+            if txn is None or slot.generation != self._generation:
+                txn = self._renew(slot, txn)
+            try:
+                stored = txn.get(key)
+            except BaseException:
+                _abort_quietly(txn)
+                raise
+            slot.append(txn)
+            if slot.generation != self._generation:
+                # A checkpoint committed while this get ran and may have
+                # found the slot empty: do not keep its snapshot pinned.
+                self._retire_slot(slot)
         except lmdb.Error as exc:
-            # A reader racing close(): the environment went away under it.
-            if self.env is None:
-                raise ClosedError("base: the store was closed during a read") from exc
+            self._raise_if_closed(exc)
             raise
+        finally:
+            active.pop()
+            if gate._resizing:
+                gate.wake()
+        if stored is None:
+            return None
+        value = stored[4:]
+        try:
+            # One CRC call over a copy beats two calls (seeded continuation).
+            ok = _crc32c_bytes(key + value) == _unpack_crc(stored)[0]
+        except struct.error:
+            ok = False  # shorter than its CRC: check_entry names it
+        return value if ok else check_entry(key, stored)
+
+    def _new_slot(self) -> _ReadSlot:
+        slot = _ReadSlot()
+        with self._slots_lock:
+            self._slots.add(slot)
+        self._local.slot = slot
+        return slot
+
+    def _renew(self, slot: _ReadSlot, old: lmdb.Transaction | None) -> lmdb.Transaction:
+        """A read transaction that sees the latest commit, for ``slot``."""
+        if old is not None:
+            _abort_quietly(old)
+        env = self.env
+        if env is None:
+            raise ClosedError("base: the store is closed")
+        # The generation is read before the transaction begins: a commit in
+        # between makes the slot look stale (renewed once more), never fresh.
+        slot.generation = self._generation
+        return env.begin(db=self._data)
+
+    def _retire_slot(self, slot: _ReadSlot) -> None:
+        try:
+            txn = slot.pop()
+        except IndexError:
+            return  # in use: its get retires it when it ends
+        _abort_quietly(txn)
+
+    def _retire_readers(self) -> None:
+        """Make every cached read transaction renew before its next get.
+
+        Called after a commit, before a map resize and at close.  Idle
+        transactions are aborted here, so that none pins the pages of an
+        old snapshot (LMDB could not reuse them and the file would grow);
+        one in use is retired by its own get when it ends.
+        """
+        with self._slots_lock:  # two retirers must not lose an increment
+            self._generation += 1
+            slots = list(self._slots)
+        for slot in slots:
+            self._retire_slot(slot)
+
+    def _raise_if_closed(self, exc: lmdb.Error) -> None:
+        # A reader racing close(): the environment went away under it.
+        if self.env is None:
+            raise ClosedError("base: the store was closed during a read") from exc
 
     @contextmanager
     def reader(self) -> Iterator[lmdb.Transaction]:
@@ -344,6 +469,10 @@ class BaseImage:
             txn.put(_META_LSN, str(lsn).encode(), db=self._meta)
             n = int(txn.get(_META_CHECKPOINTS, b"0", db=self._meta)) + 1
             txn.put(_META_CHECKPOINTS, str(n).encode(), db=self._meta)
+        # Committed: from here every get must see it.  The store drops the
+        # frozen memtable only after this returns, so a get that no longer
+        # finds it there finds a bumped generation here.
+        self._retire_readers()
         return len(items)
 
     def _grow(self) -> None:
@@ -352,6 +481,9 @@ class BaseImage:
         # the growth and fail this checkpoint instead; the memtable keeps
         # its entries and the next checkpoint tries again.
         with self._gate.exclusive(timeout_s=_GROW_WAIT_S):
+            # No get is running (the gate), so every cached transaction is
+            # idle and retired here: LMDB resizes only with none open.
+            self._retire_readers()
             size = self.env.info()["map_size"]
             self.env.set_mapsize(size * 2)
 
@@ -378,6 +510,7 @@ class BaseImage:
         # reference aborts it, or closing the environment invalidates it.
         self._pinned = None
         if env is not None:
+            self._retire_readers()
             _release_env(env)
 
 

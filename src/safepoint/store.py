@@ -36,7 +36,7 @@ from .errors import (
     ReadOnlyError,
     StoreFailedError,
 )
-from .format import LMDB_ENGINE
+from .format import LMDB_ENGINE, MAX_KEY_SIZE
 from .fs import DEFAULT_FS, File, FileSystem
 from .keys import key_range, to_key
 from .memtable import Memtable
@@ -270,16 +270,23 @@ class Store(MutableMapping):  # type: ignore[type-arg]
 
     def get(self, key: Any, default: Any = None) -> Any:
         """The value of ``key``, or ``default`` if it is missing."""
-        self._check_open()
-        raw = self._lookup(to_key(key))
+        # _check_open, to_key and _lookup inlined: the hot read path.
+        if self._closed:
+            raise ClosedError(f"store {self.path} is closed")
+        if type(key) is not bytes or not 0 < len(key) <= MAX_KEY_SIZE:
+            key = to_key(key)
+        raw = self._mem._data.get(key, _MISSING)
+        if raw is _MISSING:
+            frozen = self._frozen
+            if frozen is None or (raw := frozen._data.get(key, _MISSING)) is _MISSING:
+                raw = self._base.get(key)
         return default if raw is None else self._decode(raw)
 
     def __getitem__(self, key: Any) -> Any:
-        self._check_open()
-        raw = self._lookup(to_key(key))
-        if raw is None:
+        raw = self.get(key, _MISSING)
+        if raw is _MISSING:
             raise KeyError(key)
-        return self._decode(raw)
+        return raw
 
     def __contains__(self, key: object) -> bool:
         self._check_open()
