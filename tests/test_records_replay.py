@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from safepoint import _records_native as native
 from safepoint import _records_py as reference
 from safepoint._records_common import (
+    _RUN_CHUNK,
     ScanSpan,
     apply_records,
     decode_payload,
@@ -100,6 +101,19 @@ def test_replay_of_a_run_broken_by_a_record_of_another_shape():
     txns = [[(OP_PUT, b"k%03d" % i, b"v" * 8)] for i in range(40)]
     txns[17] = [(OP_PUT, b"odd", b"longer value")]
     txns[30] = [(OP_DELETE, b"k%03d" % 3, None)]
+    log = build_log(native, txns)
+    assert replayed(log, 0, len(log)) == model_replay(txns)
+
+
+def test_replay_of_a_run_longer_than_one_match():
+    # Runs are matched _RUN_CHUNK records at a time.
+    txns = [[(OP_PUT, b"k%05d" % (i % 5000), b"v%05d" % i)] for i in range(_RUN_CHUNK * 2 + 3)]
+    log = build_log(native, txns)
+    assert replayed(log, 0, len(log)) == model_replay(txns)
+
+
+def test_replay_of_a_transaction_with_more_ops_than_one_match():
+    txns = [[(OP_PUT, b"k%05d" % i, b"value") for i in range(_RUN_CHUNK + 10)]]
     log = build_log(native, txns)
     assert replayed(log, 0, len(log)) == model_replay(txns)
 

@@ -10,6 +10,7 @@ and value exactly once.
 from __future__ import annotations
 
 import mmap
+import re
 import struct
 from collections.abc import Iterable, Mapping
 from itertools import chain, repeat
@@ -252,30 +253,55 @@ def decode_payload(payload: object) -> list[tuple[int, bytes, bytes | None]]:
 # A record's length, op count and first op header, read in one unpack.
 _RECORD_FIRST_OP = struct.Struct("<4xI24xIBHI")
 _FIRST_OP_END = _RECORD_FIRST_OP.size  # 32 + 4 + 7 = 43: the first key starts here
+_OP_BYTES_START = RECORD_HEADER_SIZE  # op count and first op header: 11 bytes from here
 _RUN_MIN = 4  # records (or ops) of one shape worth decoding as a run
-_RUN_MAX = 4096  # records looked at per run attempt (bounds the temporary lists)
 _RUN_COOLDOWN = 8  # records decoded one by one after a run attempt fails
-_structs: dict[str, struct.Struct] = {}
+_RUN_CHUNK = 4096  # items per regex match (see _run_end)
+_runs: dict[tuple[int, bytes, int], re.Pattern[bytes]] = {}
+_pairs: dict[tuple[int, int, int], struct.Struct] = {}
 
 
-def _struct(fmt: str) -> struct.Struct:
-    s = _structs.get(fmt)
-    if s is None:
-        if len(_structs) > 256:
-            _structs.clear()
-        s = _structs[fmt] = struct.Struct(fmt)
-    return s
+def _run_pattern(lead: int, shape: bytes, size: int) -> re.Pattern[bytes]:
+    """A pattern matching consecutive items of ``size`` bytes that each hold
+    ``shape`` after ``lead`` bytes; ``match().end()`` is where the run ends.
+    Cached: a log has few shapes."""
+    key = (lead, shape, size)
+    pattern = _runs.get(key)
+    if pattern is None:
+        if len(_runs) > 256:
+            _runs.clear()
+        rest = size - lead - len(shape)
+        item = b".{%d}" % lead + re.escape(shape) + b".{%d}" % rest
+        pattern = _runs[key] = re.compile(b"(?:" + item + b")*", re.DOTALL)
+    return pattern
 
 
-def _run_length(view: memoryview, fmt: str, count: int, first: tuple[int, ...]) -> int:
-    """How many of ``count`` items unpacked by ``fmt`` from ``view`` on equal
-    ``first``, counted from the start (C loops: iter_unpack, map, index)."""
-    heads = _struct(fmt).iter_unpack(view[: count * _struct(fmt).size])
-    diff = list(map(tuple.__ne__, heads, repeat(first)))
-    try:
-        return diff.index(True)
-    except ValueError:
-        return count
+def _run_end(pattern: re.Pattern[bytes], buf: object, pos: int, stop: int, size: int) -> int:
+    """Where the run of ``size``-byte items matched by ``pattern`` from
+    ``pos`` ends (at most ``stop``).  Matched a bounded number of items at a
+    time: the regex engine's backtracking stack grows with every repetition
+    of a group, and one match over 100,000 items costs three times as much
+    per item as matches over 4,096."""
+    while True:
+        limit = pos + min((stop - pos) // size, _RUN_CHUNK) * size
+        match = pattern.match(buf, pos, limit)  # type: ignore[call-overload]
+        assert match is not None  # a starred group matches, if only emptily
+        end: int = match.end()
+        if end != limit or end == pos:
+            return end
+        pos = end
+
+
+def _pair_struct(skip: int, key_len: int, value_len: int) -> struct.Struct:
+    """Unpacks (key, value) from an item that starts ``skip`` bytes before
+    its key.  Cached like the patterns."""
+    key = (skip, key_len, value_len)
+    st = _pairs.get(key)
+    if st is None:
+        if len(_pairs) > 256:
+            _pairs.clear()
+        st = _pairs[key] = struct.Struct(f"<{skip}x{key_len}s{value_len}s")
+    return st
 
 
 def apply_records(buf: object, start: int, stop: int, table: dict[bytes, bytes | None]) -> None:
@@ -287,15 +313,17 @@ def apply_records(buf: object, start: int, stop: int, table: dict[bytes, bytes |
     Each key and value is copied out of ``buf`` exactly once.
 
     Recovery's hot loop.  Logs are mostly runs of records of one shape (the
-    same key and value sizes: an autocommit loop, a training step), so a
-    run's headers are compared in C (``iter_unpack``) and its keys and
-    values unpacked and stored in C (``dict.update``): a few hundred
-    nanoseconds per record instead of a Python iteration with slices.
-    Anything else is decoded record by record.
+    same key and value sizes: an autocommit loop, a training step), and a
+    run is found and applied without a Python step per record.  Its records
+    carry the same 11 bytes after the record header (op count 1, PUT, key
+    and value lengths); since the scan checked that every payload parses
+    exactly, those bytes fix the record's size, so a regular expression
+    matching them at that stride (``(?:.{32}H.{n})*``) finds where the run
+    ends, and ``dict.update`` over an ``iter_unpack`` of the keys and
+    values stores it.  Anything else is decoded record by record.
     """
     data = buf if isinstance(buf, (bytes, mmap.mmap)) else bytes(buf)  # type: ignore[call-overload]
     head = _RECORD_FIRST_OP.unpack_from
-    chunk = 16
     cooldown = 0
     with memoryview(data) as view:
         pos = start
@@ -310,14 +338,14 @@ def apply_records(buf: object, start: int, stop: int, table: dict[bytes, bytes |
                 count == 1 and kind == OP_PUT and size == _FIRST_OP_END + key_len + value_len
             )
             if single_put and not cooldown and stop - pos >= _RUN_MIN * size:
-                n = min((stop - pos) // size, chunk)
-                fmt = f"<4xI24xIBHI{key_len + value_len}x"
-                run = _run_length(view[pos:], fmt, n, (length, 1, OP_PUT, key_len, value_len))
+                shape = data[pos + _OP_BYTES_START : pos + _FIRST_OP_END]
+                pattern = _run_pattern(RECORD_HEADER_SIZE, shape, size)
+                run = (_run_end(pattern, data, pos, stop, size) - pos) // size
                 if run >= _RUN_MIN:
-                    pairs = _struct(f"<{_FIRST_OP_END}x{key_len}s{value_len}s")
-                    table.update(pairs.iter_unpack(view[pos : pos + run * size]))
-                    pos += run * size
-                    chunk = min(chunk * 4, _RUN_MAX) if run == n else max(16, run)
+                    end = pos + run * size
+                    pairs = _pair_struct(_FIRST_OP_END, key_len, value_len)
+                    table.update(pairs.iter_unpack(view[pos:end]))
+                    pos = end
                     continue
                 cooldown = _RUN_COOLDOWN
             if cooldown:
@@ -334,16 +362,16 @@ def _apply_payload(
     view: memoryview, start: int, stop: int, table: dict[bytes, bytes | None]
 ) -> None:
     """Apply one record's payload, ``view[start:stop]``; a run of puts of
-    one shape (a bulk load's transaction) is stored in C."""
+    one shape (a bulk load's transaction) is found and stored in C too."""
     count = OP_COUNT.unpack_from(view, start)[0]
     pos = start + OP_COUNT.size
     if count >= _RUN_MIN:
         kind, key_len, value_len = OP_HEADER.unpack_from(view, pos)
         stride = OP_HEADER_SIZE + key_len + value_len
         if kind == OP_PUT and count * stride == stop - pos:
-            fmt = f"<BHI{key_len + value_len}x"
-            if _run_length(view[pos:stop], fmt, count, (kind, key_len, value_len)) == count:
-                pairs = _struct(f"<{OP_HEADER_SIZE}x{key_len}s{value_len}s")
+            shape = view[pos : pos + OP_HEADER_SIZE].tobytes()
+            if _run_end(_run_pattern(0, shape, stride), view, pos, stop, stride) == stop:
+                pairs = _pair_struct(OP_HEADER_SIZE, key_len, value_len)
                 table.update(pairs.iter_unpack(view[pos:stop]))
                 return
     for _, key, value in decode_payload(view[start:stop]):
