@@ -21,8 +21,11 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Iterable, Iterator
+from bisect import bisect_right
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from itertools import compress, repeat
+from operator import add, is_not, not_
 
 import crc32c
 import lmdb
@@ -40,6 +43,8 @@ _META_CHECKPOINTS = b"checkpoints"
 _INITIAL_MAP_BYTES = (1 << 40) if sys.maxsize > 2**32 else (1 << 30)
 _LMDB_NAME = "base/data.mdb"
 _GROW_WAIT_S = 1.0  # how long growing the map waits for readers to drain
+# Entries per putmulti call of a checkpoint (the caller's pause runs between).
+_PUT_CHUNK = 512
 
 
 # The crc32c package's function itself (records.crc32c_bytes wraps it in a
@@ -95,6 +100,26 @@ class _ReadSlot(list):  # type: ignore[type-arg]
     def __init__(self) -> None:
         super().__init__()
         self.generation = -1
+
+
+def _put_sorted(
+    cur: lmdb.Cursor, keys: Sequence[bytes], values: Sequence[bytes], *, append: bool
+) -> None:
+    """Put ``keys[i] -> entry_value(keys[i], values[i])`` through ``cur``.
+
+    The stored entries are built by C-level ``map`` calls and consumed by
+    ``putmulti``: no Python frame per entry.
+    """
+    stored = map(add, map(_pack_crc, map(_crc32c_bytes, map(add, keys, values))), values)
+    _, added = cur.putmulti(zip(keys, stored, strict=True), append=append)
+    if added != len(keys):
+        # LMDB answers an out-of-order MDB_APPEND with "key exists", which
+        # putmulti counts as not added and skips: never lose one silently.
+        raise Error(f"base: the checkpoint stored {added} of {len(keys)} entries")
+
+
+def _no_pause() -> None:
+    pass
 
 
 def _abort_quietly(txn: lmdb.Transaction) -> None:
@@ -439,17 +464,27 @@ class BaseImage:
 
     # --- checkpoint ---------------------------------------------------------------
 
-    def write_checkpoint(self, entries: Iterable[tuple[bytes, bytes | None]], lsn: int) -> int:
-        """Fold ``entries`` (value None: delete) and ``lsn`` in one transaction.
+    def write_checkpoint(
+        self,
+        keys: Sequence[bytes],
+        values: Sequence[bytes | None],
+        lsn: int,
+        pause: Callable[[], None] | None = None,
+    ) -> int:
+        """Fold ``keys[i] -> values[i]`` (None: delete) and ``lsn`` in one transaction.
 
-        Durable and atomic when it returns: a crash before the commit leaves
-        the previous checkpoint, after it this one.  Grows the map and
-        retries if LMDB reports it full.  Returns the number of entries.
+        ``keys`` must be distinct and ascending (a memtable's order).
+        ``pause``, if given, is called between chunks of entries (the caller
+        lets other threads run there).  Durable and atomic when it returns:
+        a crash before the commit leaves the previous checkpoint, after it
+        this one.  Grows the map and retries if LMDB reports it full.
+        Returns the number of entries.
         """
-        items = list(entries)
+        if len(keys) != len(values):
+            raise ValueError(f"write_checkpoint: {len(keys)} keys but {len(values)} values")
         while True:
             try:
-                return self._write(items, lsn)
+                return self._write(keys, values, lsn, pause or _no_pause)
             except lmdb.MapFullError:
                 self._grow()
             except lmdb.DiskError as exc:
@@ -458,14 +493,34 @@ class BaseImage:
                     "holds every commit, and the next checkpoint retries"
                 ) from exc
 
-    def _write(self, items: list[tuple[bytes, bytes | None]], lsn: int) -> int:
+    def _write(
+        self,
+        keys: Sequence[bytes],
+        values: Sequence[bytes | None],
+        lsn: int,
+        pause: Callable[[], None],
+    ) -> int:
+        data = self._data
         with self.env.begin(write=True) as txn:
-            put, delete = txn.put, txn.delete
-            for key, value in items:
-                if value is None:
-                    delete(key, db=self._data)
-                else:
-                    put(key, entry_value(key, value), db=self._data)
+            cur = txn.cursor(db=data)
+            # Keys above the last one stored go in with MDB_APPEND (no
+            # search; pages are filled instead of split), the others with
+            # plain puts.  Deleting or putting keys at or below it never
+            # raises the database's last key, so the appends stay valid.
+            last = cur.key() if cur.last() else None
+            for lo in range(0, len(keys), _PUT_CHUNK):
+                ks, vs = keys[lo : lo + _PUT_CHUNK], values[lo : lo + _PUT_CHUNK]
+                if None in vs:
+                    live = list(map(is_not, vs, repeat(None)))
+                    for key in compress(ks, map(not_, live)):
+                        txn.delete(key, db=data)
+                    ks, vs = list(compress(ks, live)), list(compress(vs, live))
+                split = 0 if last is None else bisect_right(ks, last)
+                if split:
+                    _put_sorted(cur, ks[:split], vs[:split], append=False)
+                if split < len(ks):
+                    _put_sorted(cur, ks[split:], vs[split:], append=True)
+                pause()
             txn.put(_META_LSN, str(lsn).encode(), db=self._meta)
             n = int(txn.get(_META_CHECKPOINTS, b"0", db=self._meta)) + 1
             txn.put(_META_CHECKPOINTS, str(n).encode(), db=self._meta)
@@ -473,7 +528,7 @@ class BaseImage:
         # frozen memtable only after this returns, so a get that no longer
         # finds it there finds a bumped generation here.
         self._retire_readers()
-        return len(items)
+        return len(keys)
 
     def _grow(self) -> None:
         # Readers must not wait on a checkpoint: if open iterators (or a

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -27,6 +28,11 @@ if TYPE_CHECKING:
     from .store import Store
 
 log = logging.getLogger("safepoint")
+_STEP = 4096  # values gathered per step of a checkpoint, between pacer calls
+# The pacer's duty cycle while commits arrive (see _Pacer).
+_WORK_S = 0.0005
+_PAUSE_S = 0.00005
+_ACTIVE_S = 0.02
 
 
 @dataclass(frozen=True)
@@ -90,6 +96,61 @@ class Checkpointer:
             self._thread.join()
 
 
+def sorted_entries(
+    frozen: Memtable, pause: Callable[[], None]
+) -> tuple[list[bytes], list[bytes | None]]:
+    """The frozen memtable's keys in ascending order, and their values.
+
+    The memtable has no writers once frozen, so its dict is read without a
+    lock; ``pause`` runs between chunks of the gathering.
+    """
+    keys = frozen._ordered()
+    get = frozen._data.__getitem__
+    values: list[bytes | None] = []
+    for lo in range(0, len(keys), _STEP):
+        values.extend(map(get, keys[lo : lo + _STEP]))
+        pause()
+    return keys, values
+
+
+class _Pacer:
+    """Called between chunks of a checkpoint's work; lets committers run.
+
+    The fold holds the GIL in C for most of its time, and a committer whose
+    fsync returned waits for it.  A plain release (sleep(0)) rarely hands
+    it over: this thread takes it back before the woken one runs, so the
+    committer waits out the interpreter's switch interval (5 ms) for every
+    commit.  While commits arrive (one seen within ``_ACTIVE_S``), every
+    ``_WORK_S`` of work is followed by a real sleep of ``_PAUSE_S``, in which
+    a waiting committer runs its few tens of microseconds of Python and
+    goes back to its fsync, which needs no GIL.  ``_ACTIVE_S`` starts
+    running at the swap: a committer starved of the GIL cannot show that it
+    is there by committing.  With no commits arriving, the fold never sleeps.
+    """
+
+    __slots__ = ("_store", "_lsn", "_next", "_active_until")
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._lsn = store._last_lsn
+        now = time.perf_counter()
+        self._next = now + _WORK_S
+        self._active_until = now + _ACTIVE_S
+
+    def __call__(self) -> None:
+        now = time.perf_counter()
+        if now < self._next:
+            return
+        lsn = self._store._last_lsn
+        if lsn != self._lsn:
+            self._lsn = lsn
+            self._active_until = now + _ACTIVE_S
+        if now < self._active_until:
+            time.sleep(_PAUSE_S)
+            now = time.perf_counter()
+        self._next = now + _WORK_S
+
+
 def run_checkpoint(store: Store) -> CheckpointInfo:
     """One checkpoint of ``store`` in the calling thread, by the protocol above.
 
@@ -114,7 +175,9 @@ def run_checkpoint(store: Store) -> CheckpointInfo:
     swap_s = time.perf_counter() - t0
     try:
         wal.flush(lsn, durable=True)
-        entries = store._base.write_checkpoint(frozen.items(), lsn)
+        pacer = _Pacer(store)
+        keys, values = sorted_entries(frozen, pacer)
+        entries = store._base.write_checkpoint(keys, values, lsn, pacer)
     except BaseException:
         # Put the frozen entries back under the newer ones: nothing is lost.
         with store._mem_lock:
