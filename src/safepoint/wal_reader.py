@@ -123,6 +123,13 @@ def _advise_sequential(data: Buffer) -> None:
                 pass
 
 
+def _map_ahead(fs: FileSystem, path: str) -> Buffer:
+    """A segment mapped and advised for one sequential read."""
+    data = fs.map_file(path)
+    _advise_sequential(data)
+    return data
+
+
 def _skip_records(data: Buffer, offset: int, count: int) -> int:
     """The offset just after ``count`` whole records starting at ``offset``
     (already validated by a scan)."""
@@ -185,10 +192,13 @@ class LogReader:
                 lsn=expect,
             )
         next_lsn: int | None = None
+        ahead: Buffer | None = None
         for i in range(start, len(segs)):
             seg = segs[i]
-            data = self._fs.map_file(seg.path)
-            _advise_sequential(data)
+            data = ahead if ahead is not None else _map_ahead(self._fs, seg.path)
+            # Map the next segment now: the kernel reads it ahead while this
+            # one is replayed, so a cold open overlaps disk and CPU.
+            ahead = _map_ahead(self._fs, segs[i + 1].path) if i + 1 < len(segs) else None
             _, first = check_header(memoryview(data), seg.path, self._store_id)
             if next_lsn is not None and first != next_lsn:
                 what = "missing" if first > next_lsn else "repeated"
