@@ -428,9 +428,9 @@ class WalWriter:
             rc = self._native.switch(new_file.fd, SEGMENT_HEADER_SIZE)
             if rc != 0:  # nothing can be pending: appends wait for our lock
                 new_file.close()
-                exc = OSError(errno.EIO, f"wal: switching segments: {wal_native.status_name(rc)}")
-                self._fail(exc)
-                raise StoreFailedError(f"wal: {exc}; reopen the store to recover") from exc
+                err = OSError(errno.EIO, f"wal: switching segments: {wal_native.status_name(rc)}")
+                self._fail(err)
+                raise StoreFailedError(f"wal: {err}; reopen the store to recover") from err
         old = self._file
         self._file, self._alloc = new_file, alloc
         self._offset = self._end = SEGMENT_HEADER_SIZE
