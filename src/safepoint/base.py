@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from itertools import compress, repeat
 from operator import add, is_not, not_
+from typing import cast
 
 import crc32c
 import lmdb
@@ -92,14 +93,16 @@ class _ReadSlot(list):  # type: ignore[type-arg]
     has committed since, so the transaction sees the latest base image.
     """
 
-    __slots__ = ("generation", "__weakref__")
+    __slots__ = ("generation", "gate", "active", "__weakref__")
     # Identity, not contents: slots live in a WeakSet.
     __hash__ = object.__hash__  # type: ignore[assignment]
     __eq__ = object.__eq__  # type: ignore[assignment]
 
-    def __init__(self) -> None:
+    def __init__(self, gate: _ResizeGate) -> None:
         super().__init__()
         self.generation = -1
+        self.gate = gate  # the base image's resize gate and its reader list,
+        self.active = gate._active  # kept here to save lookups per get
 
 
 def _put_sorted(
@@ -314,22 +317,15 @@ class BaseImage:
         Sees every checkpoint that committed before the call.  Raises
         ClosedError if the base image is (being) closed.
         """
-        pinned = self._pinned
-        if pinned is not None:
-            try:
-                stored = pinned.get(key, db=self._data)
-            except lmdb.Error as exc:
-                self._raise_if_closed(exc)
-                raise
-            return None if stored is None else check_entry(key, stored)
         try:
             slot = self._local.slot
         except AttributeError:
-            slot = self._new_slot()
-        # The resize gate's enter()/leave(), inlined: this is the hot path.
-        gate = self._gate
-        active = gate._active
+            return self._get_first(key)  # a read-only view, or this thread's first get
+        # The resize gate's enter()/leave(), inlined (this is the hot path),
+        # through references the slot keeps.
+        active = slot.active
         active.append(None)
+        gate = slot.gate
         if gate._resizing:
             active.pop()
             gate.enter()
@@ -367,8 +363,20 @@ class BaseImage:
             ok = False  # shorter than its CRC: check_entry names it
         return value if ok else check_entry(key, stored)
 
+    def _get_first(self, key: bytes) -> bytes | None:
+        pinned = self._pinned
+        if pinned is None:
+            self._new_slot()
+            return self.get(key)
+        try:
+            stored = pinned.get(key, db=self._data)
+        except lmdb.Error as exc:
+            self._raise_if_closed(exc)
+            raise
+        return None if stored is None else check_entry(key, stored)
+
     def _new_slot(self) -> _ReadSlot:
-        slot = _ReadSlot()
+        slot = _ReadSlot(self._gate)
         with self._slots_lock:
             self._slots.add(slot)
         self._local.slot = slot
@@ -515,11 +523,12 @@ class BaseImage:
                     for key in compress(ks, map(not_, live)):
                         txn.delete(key, db=data)
                     ks, vs = list(compress(ks, live)), list(compress(vs, live))
+                puts = cast("Sequence[bytes]", vs)  # no None left
                 split = 0 if last is None else bisect_right(ks, last)
                 if split:
-                    _put_sorted(cur, ks[:split], vs[:split], append=False)
+                    _put_sorted(cur, ks[:split], puts[:split], append=False)
                 if split < len(ks):
-                    _put_sorted(cur, ks[split:], vs[split:], append=True)
+                    _put_sorted(cur, ks[split:], puts[split:], append=True)
                 pause()
             txn.put(_META_LSN, str(lsn).encode(), db=self._meta)
             n = int(txn.get(_META_CHECKPOINTS, b"0", db=self._meta)) + 1
