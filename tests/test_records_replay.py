@@ -169,7 +169,18 @@ def test_encode_writes_of_same_sized_puts_equals_encode_payload(n, key_len, valu
     assert encode_writes(writes) == encode_payload(ops)
 
 
+@given(st.binary(min_size=1, max_size=MAX_KEY_SIZE), st.one_of(st.none(), st.binary(max_size=300)))
+def test_encode_writes_of_one_write_equals_encode_payload(key, value):
+    op = (OP_PUT, key, value) if value is not None else (OP_DELETE, key, None)
+    assert encode_writes({key: value}) == encode_payload([op])
+
+
 # Error paths
+
+
+def test_encode_writes_refuses_a_single_key_over_the_limit():
+    with pytest.raises(ValueError, match="longer than"):
+        encode_writes({b"k" * (MAX_KEY_SIZE + 1): b"v"})
 
 
 def test_encode_writes_refuses_a_key_over_the_limit():

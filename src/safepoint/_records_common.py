@@ -161,6 +161,9 @@ def encode_payload(ops: Iterable[Op]) -> bytes:
 
 
 _BYTES_ONLY = {bytes}
+# The op count and one op header together: a payload of a single put.
+_ONE_PUT = struct.Struct("<IBHI")
+assert _ONE_PUT.size == OP_COUNT.size + OP_HEADER_SIZE
 
 
 def encode_writes(writes: Mapping[bytes, bytes | None]) -> bytes:
@@ -171,6 +174,13 @@ def encode_writes(writes: Mapping[bytes, bytes | None]) -> bytes:
     puts of ``bytes`` is encoded without a Python step per op (map, join
     and set run in C); anything else takes ``encode_payload``'s loop.
     """
+    if len(writes) == 1:
+        # db.put: one struct call and one join, the commonest transaction.
+        ((key, value),) = writes.items()
+        if type(key) is bytes and type(value) is bytes and len(key) <= MAX_KEY_SIZE:
+            size = _ONE_PUT.size + len(key) + len(value)
+            if size <= MAX_PAYLOAD_SIZE:
+                return b"".join((_ONE_PUT.pack(1, OP_PUT, len(key), len(value)), key, value))
     keys = list(writes)
     values = cast("list[bytes]", list(writes.values()))  # checked just below
     count = len(keys)
