@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from .store import Store
 
 log = logging.getLogger("safepoint")
-_STEP = 4096  # values gathered per step of a checkpoint, between pacer calls
+_STEP = 512  # values gathered per step of a checkpoint, between pacer calls
 # The pacer's duty cycle while commits arrive (see _Pacer).
 _WORK_S = 0.0005
 _PAUSE_S = 0.00005
