@@ -44,7 +44,7 @@ from .recovery import RECOVERY_MODES, Recovered, RecoveryReport, recover
 from .restore import complete_interrupted_restore
 from .retention import Retention
 from .snapshots import RestoreInfo, SnapshotInfo, Snapshots
-from .values import Codec, resolve
+from .values import BytesCodec, Codec, resolve
 from .view import count_keys, snapshot_items
 from .wal import DEFAULT_SEGMENT_BYTES, SYNC_MODES, WalWriter
 from .workflows import StepLoop
@@ -280,7 +280,10 @@ class Store(MutableMapping):  # type: ignore[type-arg]
             frozen = self._frozen
             if frozen is None or (raw := frozen._data.get(key, _MISSING)) is _MISSING:
                 raw = self._base.get(key)
-        return default if raw is None else self._decode(raw)
+        if raw is None:
+            return default
+        # Bytes come back as they are: skip the codec's call.
+        return raw if type(self._codec) is BytesCodec else self._decode(raw)
 
     def __getitem__(self, key: Any) -> Any:
         raw = self.get(key, _MISSING)
