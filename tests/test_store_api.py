@@ -610,3 +610,11 @@ def test_a_readonly_open_of_a_missing_store_raises_and_creates_nothing(path):
     with pytest.raises(FileNotFoundError):
         safepoint.open(path, readonly=True)
     assert not path.exists()
+
+
+def test_open_refuses_a_free_threaded_interpreter_without_its_gil(tmp_path, monkeypatch):
+    # The interpreter probe, not the store, is what this replaces.
+    monkeypatch.setattr(sys, "_is_gil_enabled", lambda: False, raising=False)
+    with pytest.raises(RuntimeError, match="PYTHON_GIL=1"):
+        safepoint.open(tmp_path / "s.sp")
+    assert not (tmp_path / "s.sp").exists()

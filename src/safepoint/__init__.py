@@ -10,6 +10,7 @@ See docs/index.md for the guide and SPEC-level guarantees.
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 from .checkpoint import CheckpointInfo
@@ -44,7 +45,24 @@ def open(path: str | os.PathLike[str], **options: Any) -> Store:  # noqa: A001 -
     store open for writing, CorruptionError if the files are damaged beyond
     what the recovery mode allows.
     """
+    check_interpreter()
     return Store(path, **options)
+
+
+def check_interpreter() -> None:
+    """Refuse a free-threaded CPython running without its GIL.
+
+    A few hot paths (lock-free single-key reads of the memtable, the base
+    image's resize gate) rely on the GIL making dict and list operations
+    atomic (docs/design.md, "Threads").  Rather than risk a torn read, say so;
+    such an interpreter can run with ``PYTHON_GIL=1``.
+    """
+    gil_enabled = getattr(sys, "_is_gil_enabled", None)
+    if gil_enabled is not None and not gil_enabled():
+        raise RuntimeError(
+            "safepoint needs the GIL: this free-threaded Python runs without it; "
+            "set PYTHON_GIL=1 (or run python with -X gil=1)"
+        )
 
 
 __all__ = [
