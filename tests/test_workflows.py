@@ -157,7 +157,19 @@ def test_signal_handlers_are_restored_after_the_loop(db):
     assert signal.getsignal(signal.SIGINT) is before
 
 
-def test_second_signal_interrupts_at_once(db):
+@pytest.fixture
+def python_sigint():
+    """SIGINT raising KeyboardInterrupt, as in an interactive run.
+
+    A shell starts a background job (``cmd &``) with SIGINT ignored, and
+    Python then leaves it ignored: CI launched that way must not change what
+    these tests see."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
+def test_second_signal_interrupts_at_once(db, python_sigint):
     with pytest.raises(KeyboardInterrupt):
         for step in db.steps(10):
             step.put(b"x", b"%d" % step.index)
@@ -167,7 +179,7 @@ def test_second_signal_interrupts_at_once(db):
     assert db.steps(10).start == 1
 
 
-def test_without_signal_handling_sigint_interrupts_the_step(db):
+def test_without_signal_handling_sigint_interrupts_the_step(db, python_sigint):
     with pytest.raises(KeyboardInterrupt):
         for step in db.steps(10, handle_signals=False):
             if step.index == 1:
