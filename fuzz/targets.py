@@ -49,7 +49,6 @@ from safepoint.format import (
     OP_PUT,
     RECORD_HEADER,
     RECORD_HEADER_SIZE,
-    SEGMENT_HEADER_SIZE,
     SP_OK,
     segment_name,
 )
@@ -61,6 +60,7 @@ from safepoint.snapshot_files import (
     snapshot_info,
     verify_snapshot,
 )
+from safepoint.testing.wal_contents import log_contents
 from safepoint.wal import WalWriter
 
 U64 = (1 << 64) - 1
@@ -305,30 +305,6 @@ _engine_root: str | None = None
 ENGINE_STORE_ID = bytes(range(16))
 
 
-def _engine_log(wal_dir: str) -> list[tuple[str, int, list[tuple[int, int, int, int, bytes]]]]:
-    out = []
-    seed = native.store_seed(ENGINE_STORE_ID)
-    for name in sorted(os.listdir(wal_dir)):
-        if not name.endswith(".wal"):
-            continue
-        with open(os.path.join(wal_dir, name), "rb") as f:
-            data = f.read()
-        first = int(name.split(".")[0], 16)
-        res = native.scan(data, seed, first, start=SEGMENT_HEADER_SIZE)
-        recs = [
-            (
-                r.offset,
-                r.length,
-                r.lsn,
-                r.durable_lsn,
-                data[r.offset + RECORD_HEADER_SIZE : r.offset + r.length],
-            )
-            for r in res.records
-        ]
-        out.append((name, len(data), recs))
-    return out
-
-
 def _run_engine(engine: str, script: bytes) -> tuple[list[str], object]:
     global _engine_root
     if _engine_root is None:
@@ -375,7 +351,7 @@ def _run_engine(engine: str, script: bytes) -> tuple[list[str], object]:
                 outcomes.append("ValueError")
     finally:
         w.close()
-    return outcomes, _engine_log(wal_dir)
+    return outcomes, log_contents(wal_dir, ENGINE_STORE_ID)
 
 
 def wal_engine(data: bytes) -> None:

@@ -21,11 +21,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from helpers import read_bytes, segment_records
+from helpers import segment_records
 from safepoint import records
 from safepoint.errors import ClosedError, StoreFailedError
-from safepoint.format import OP_PUT, RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE
+from safepoint.format import OP_PUT, SEGMENT_HEADER_SIZE
 from safepoint.fs import File, FileSystem
+from safepoint.testing import wal_contents
+from safepoint.testing.wal_contents import Record
 from safepoint.wal import WalWriter
 from safepoint.wal_reader import LogReader
 
@@ -52,24 +54,9 @@ def new_writer(path: Path, engine: str, **options: object) -> WalWriter:
     )
 
 
-def log_contents(path: Path) -> list[tuple[str, int, list[tuple[int, int, int, int, bytes]]]]:
-    """Per segment: name, size, and each record's (offset, length, lsn,
-    durable_lsn, payload): everything but the wall-clock time."""
-    out = []
-    for seg in sorted((path / "wal").glob("*.wal")):
-        data = read_bytes(seg)
-        recs = [
-            (
-                r.offset,
-                r.length,
-                r.lsn,
-                r.durable_lsn,
-                data[r.offset + RECORD_HEADER_SIZE : r.offset + r.length],
-            )
-            for r in segment_records(seg)
-        ]
-        out.append((seg.name, len(data), recs))
-    return out
+def log_contents(path: Path) -> list[tuple[str, int, list[Record]]]:
+    """Everything in the log but the wall-clock time (safepoint.testing)."""
+    return wal_contents.log_contents(path / "wal", STORE_ID)
 
 
 def read_lsns(path: Path) -> list[int]:
@@ -127,6 +114,9 @@ def test_records_cross_segments_in_order_with_the_native_engine(tmp_path):
     assert len(w.segments) > 5
     w.close()
     assert read_lsns(tmp_path) == list(range(1, 201))
+    # The oracle's view of the log reads every segment, not just the first.
+    contents = log_contents(tmp_path)
+    assert [rec[2] for _, _, recs in contents for rec in recs] == list(range(1, 201))
 
 
 def test_a_record_bigger_than_the_engines_buffer_is_written_whole(tmp_path):
