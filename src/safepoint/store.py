@@ -30,9 +30,7 @@ from .base import BaseImage
 from .checkpoint import Checkpointer, CheckpointInfo
 from .errors import (
     ClosedError,
-    CorruptionError,
     Error,
-    LockedError,
     ReadOnlyError,
     StoreFailedError,
 )
@@ -40,10 +38,10 @@ from .format import LMDB_ENGINE, MAX_KEY_SIZE
 from .fs import DEFAULT_FS, File, FileSystem
 from .keys import key_range, to_key
 from .memtable import Memtable
-from .recovery import RECOVERY_MODES, Recovered, RecoveryReport, recover
-from .restore import complete_interrupted_restore
+from .recovery import RECOVERY_MODES, RecoveryReport
 from .retention import Retention
 from .snapshots import RestoreInfo, SnapshotInfo, Snapshots
+from .store_open import open_store
 from .values import BytesCodec, Codec, resolve
 from .view import count_keys, snapshot_items
 from .wal import DEFAULT_SEGMENT_BYTES, SYNC_MODES, WalWriter
@@ -66,6 +64,12 @@ class Store(MutableMapping):  # type: ignore[type-arg]
 
     Use ``safepoint.open(path, ...)`` to create one.  Thread-safe.
     """
+
+    # Set when the directory is opened (store_open.open_store).
+    store_id: bytes
+    recovery: RecoveryReport
+    _base: BaseImage
+    _last_lsn: int
 
     def __init__(
         self,
@@ -136,101 +140,7 @@ class Store(MutableMapping):  # type: ignore[type-arg]
         segment_bytes: int,
         checkpoint_interval: float | None,
     ) -> None:
-        fs = self._fs
-        wal_dir = os.path.join(root, "wal")
-        base_dir = os.path.join(root, "base")
-        if self.readonly:
-            complete_interrupted_restore(fs, root, readonly=True)
-            if not fs.exists(os.path.join(base_dir, "data.mdb")):
-                raise FileNotFoundError(f"no safepoint store at {root}")
-        else:
-            self._create_dirs(root, wal_dir, base_dir)
-            if self._lock_file is None:  # restore reopens with LOCK still held
-                self._lock_file = fs.try_lock(os.path.join(root, "LOCK"))
-            if self._lock_file is None:
-                raise LockedError(
-                    f"store {root} is open for writing in another process "
-                    "(open it with readonly=True to read alongside)"
-                )
-            self._lock_file.truncate(0)
-            self._lock_file.write_at(f"{os.getpid()}\n".encode(), 0)
-            complete_interrupted_restore(fs, root)
-        self._base = BaseImage(base_dir, readonly=self.readonly)
-        store_id = self._base.store_id
-        if store_id is None:
-            if fs.exists(wal_dir) and any(n.endswith(".wal") for n in fs.listdir(wal_dir)):
-                raise CorruptionError(
-                    "base: the base image has no store id but the log has segments "
-                    "(was base/ removed or replaced?)",
-                    file="base/data.mdb",
-                )
-            if self.readonly:
-                raise Error(f"store {root} was never initialised")
-            store_id = self._base.initialise()
-        self.store_id = store_id
-        base_lsn = self._base.checkpoint_lsn
-        if self.readonly:
-            rec = self._recover_readonly(root, base_dir, mode)
-            base_lsn = self._base.checkpoint_lsn
-        else:
-            rec = recover(fs, root, store_id, base_lsn, self._mem, mode=mode)
-        self.recovery: RecoveryReport = rec.report
-        self._last_lsn = rec.next_lsn - 1
-        self._ckpt_lsn_mark = base_lsn
-        if self.readonly:
-            return
-        self._wal = WalWriter(
-            fs,
-            wal_dir,
-            store_id,
-            next_lsn=rec.next_lsn,
-            segments=rec.segments,
-            tail_offset=rec.tail_offset,
-            segment_bytes=segment_bytes,
-            sync=sync,
-            sync_interval=sync_interval,
-            on_failure=self._on_wal_failure,
-        )
-        self._checkpointer = Checkpointer(self, interval=checkpoint_interval)
-
-    def _recover_readonly(self, root: str, base_dir: str, mode: str) -> Recovered:
-        """Replay for a read-only view while a writer may be checkpointing.
-
-        The writer may retire the segments this view needs between pinning
-        the base image and reading them; then pin a newer base and retry.
-        """
-        attempts = 5
-        for attempt in range(attempts):
-            try:
-                return recover(
-                    self._fs,
-                    root,
-                    self.store_id,
-                    self._base.checkpoint_lsn,
-                    self._mem,
-                    mode=mode,
-                    readonly=True,
-                )
-            except (FileNotFoundError, CorruptionError):
-                if attempt == attempts - 1:
-                    raise
-            self._base.close()
-            self._base = BaseImage(base_dir, readonly=True)
-            self._mem = Memtable()
-        raise AssertionError("unreachable")
-
-    def _create_dirs(self, root: str, wal_dir: str, base_dir: str) -> None:
-        fs = self._fs
-        new = not fs.exists(root)
-        fs.makedirs(root)
-        for d in (wal_dir, base_dir):
-            if not fs.exists(d):
-                fs.makedirs(d)
-                new = True
-        if new:
-            fs.sync_dir(root)
-            parent = os.path.dirname(os.path.abspath(root))
-            fs.sync_dir(parent)
+        open_store(self, root, mode, sync, sync_interval, segment_bytes, checkpoint_interval)
 
     def _on_wal_failure(self, exc: BaseException) -> None:
         self._failed = exc
