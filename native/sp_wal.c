@@ -1,7 +1,7 @@
 /* sp_wal.c -- group commit without the GIL.  See sp_wal.h and
  * docs/design.md ("Group commit in C") for why this loop is native.
  *
- * The protocol is the Python writer's (src/safepoint/wal.py, _flush_locked,
+ * The protocol is the Python writer's (src/safepoint/wal_group.py, _flush_locked,
  * _gather, _lead_flush), line for line:
  *   - appends encode their record into `pend` under the lock;
  *   - the first committer to find no flush in progress leads: for a durable
@@ -28,7 +28,7 @@
 #define INITIAL_CAPACITY (64u * 1024u)
 /* A buffer grown past this for one big record is given back after use. */
 #define KEEP_CAPACITY (4u * 1024u * 1024u)
-#define MAX_GATHER_NS 2000000.0 /* 2 ms, as wal.py */
+#define MAX_GATHER_NS 2000000.0 /* 2 ms, as wal_group.py */
 
 struct sp_wal {
     pthread_mutex_t mu;
@@ -180,7 +180,7 @@ int sp_wal_append(sp_wal *w, uint64_t lsn, uint64_t time_ns,
     return rc;
 }
 
-/* Wait, briefly, for committers about to queue (wal.py's _gather): a leader
+/* Wait, briefly, for committers about to queue (wal_group.py's _gather): a leader
  * that went at once would carry only the first of a wave of committers and
  * leave the rest for the next fdatasync.  A lone committer never waits. */
 static void gather(sp_wal *w)

@@ -8,7 +8,7 @@
  * two kinds of system call on a descriptor it is lent: pwrite and fdatasync.
  * Segment files, rollover, preallocation and every other file operation stay
  * in Python (src/safepoint/wal.py through fs.py).  The protocol is that of
- * the Python writer in wal.py, which stays as its oracle: same records,
+ * the Python loop in wal_group.py, which stays as its oracle: same records,
  * same bytes, same leader/follower rules, same failure semantics.
  *
  * Thread-safe: every function may be called from any thread, except that

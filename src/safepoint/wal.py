@@ -38,13 +38,14 @@ from .format import (
 )
 from .fs import File, FileSystem
 from .segment import SegmentRef, encode_header, segment_path
+from .wal_group import PythonGroupCommit
 from .wal_native import SP_WAL_FAILED, NativeGroupCommit
 
 SYNC_MODES = ("always", "interval", "none")
 DEFAULT_SEGMENT_BYTES = 16 << 20  # zero-filled at creation: keep new stores cheap
 
 
-class WalWriter:
+class WalWriter(PythonGroupCommit):
     """Appends records to the segments of one store's ``wal/`` directory.
 
     Thread-safe.  ``append`` must be called in LSN order by the caller's write
@@ -253,108 +254,7 @@ class WalWriter:
             if self._native.flush(lsn, durable) != 0:
                 self._raise_native()
             return
-        with self._cond:
-            self._in_flush += 1
-            try:
-                self._flush_locked(lsn, durable)
-            finally:
-                self._in_flush -= 1
-                if self._gathering:
-                    self._gather_cond.notify()
-
-    def _flush_locked(self, lsn: int, durable: bool) -> None:
-        while True:
-            if self._failed is not None:
-                raise StoreFailedError(
-                    f"wal: an earlier write or fsync failed ({self._failed}); "
-                    "reopen the store to recover"
-                ) from self._failed
-            done = self._synced_lsn if durable else self._written_lsn
-            if done >= lsn:
-                return
-            if not self._flushing:
-                break
-            self._cond.wait()
-        self._flushing = True
-        try:
-            if durable:
-                self._gather()
-            self._lead_flush(durable)
-        finally:
-            self._flushing = False
-            self._cond.notify_all()
-        if self._failed is not None:
-            if not isinstance(self._failed, Exception):
-                # Ctrl-C or SystemExit struck this leader's I/O: the log
-                # fails all the same, but the interrupt stays what it is
-                # in the thread it struck (``except Exception`` must not
-                # swallow it).  Other committers get StoreFailedError.
-                raise self._failed
-            raise StoreFailedError(
-                f"wal: write or fsync failed ({self._failed}); reopen the store to recover"
-            ) from self._failed
-
-    def _gather(self) -> None:
-        """Before a durable flush, wait briefly for committers about to queue.
-
-        Committers in a loop come back while the previous fdatasync's
-        followers are still waking up; a leader that went at once would carry
-        only half of them and leave the rest for the next fdatasync.  So a new
-        leader waits until every thread inside flush() has a record queued,
-        for at most half an fdatasync (PostgreSQL's commit_delay, made
-        adaptive).  A lone committer never waits: it is the only thread in
-        flush() and its record is queued.
-        """
-        if self._in_flush <= len(self._pending) or self._sync_s <= 0.0:
-            return
-        deadline = time.perf_counter() + min(self._sync_s * 0.5, 0.002)
-        self._gathering = True
-        try:
-            while self._in_flush > len(self._pending) and self._failed is None:
-                left = deadline - time.perf_counter()
-                if left <= 0:
-                    break
-                self._gather_cond.wait(left)
-        finally:
-            self._gathering = False
-
-    def _lead_flush(self, durable: bool, *, release: bool = True) -> None:
-        """Write (and sync) everything queued.  Called with the lock held; the
-        lock is released around the I/O (unless ``release`` is False, as in a
-        rollover) so appends continue meanwhile."""
-        batch, self._pending = self._pending, []
-        file, offset = self._file, self._offset
-        hint = self._synced_lsn
-        upto = batch[-1][0] if batch else self._written_lsn
-        to_sync = list(self._dirty) if durable else []
-        self._offset = self._end
-        if release:
-            self._lock.release()
-        try:
-            if batch:
-                data = records.encode_batch(self._seed, hint, batch)
-                file.write_at(data, offset)
-                if file not in to_sync:
-                    to_sync.append(file)
-            if durable:
-                t0 = time.perf_counter()
-                for f in to_sync:
-                    f.sync_data()
-                    self._fsyncs += 1
-                self._sync_s = 0.8 * self._sync_s + 0.2 * (time.perf_counter() - t0)
-        except BaseException as exc:  # noqa: BLE001 - any failure fails the log
-            if release:
-                self._lock.acquire()
-            self._fail(exc)
-            return
-        if release:
-            self._lock.acquire()
-        self._written_lsn = max(self._written_lsn, upto)
-        if durable:
-            self._synced_lsn = self._written_lsn
-            self._dirty = [f for f in self._dirty if f not in to_sync]
-        elif batch and file not in self._dirty:
-            self._dirty.append(file)
+        self._flush_python(lsn, durable)
 
     def _fail(self, exc: BaseException) -> None:
         self._failed = exc

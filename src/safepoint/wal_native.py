@@ -8,7 +8,7 @@ cores that convoy cost more than the fdatasync itself (docs/design.md,
 GIL, and followers wait on a pthread condition variable.
 
 ``WalWriter`` uses it for real files with the native codec; the Python
-protocol in wal.py stays as its oracle and runs for every other file system
+protocol in wal_group.py stays as its oracle and runs for every other file system
 (the fault-injecting ones of ``safepoint.testing``) and for
 ``SAFEPOINT_BACKEND=python``.  tests/test_wal_native.py holds the two to the
 same bytes and the same failure semantics.
