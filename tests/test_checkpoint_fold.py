@@ -44,6 +44,16 @@ def raw_entries(path: Path) -> dict[bytes, bytes]:
         env.close()
 
 
+def commit(db: safepoint.Store, writes: dict[bytes, bytes | None]) -> None:
+    """One transaction of puts and deletes (value None)."""
+    with db.transaction() as txn:
+        for k, v in writes.items():
+            if v is None:
+                txn.delete(k)
+            else:
+                txn.put(k, v)
+
+
 def apply_to_model(model: dict[bytes, bytes], writes: dict[bytes, bytes | None]) -> None:
     for k, v in writes.items():
         if v is None:
@@ -81,12 +91,7 @@ def test_a_checkpoint_mixing_keys_below_between_and_above_the_stored_ones(path):
             b"i": b"above",
             b"j": b"above too",
         }
-        with db.transaction() as txn:
-            for k, v in writes.items():
-                if v is None:
-                    txn.delete(k)
-                else:
-                    txn.put(k, v)
+        commit(db, writes)
         apply_to_model(model, writes)
         db.checkpoint()
         assert dict(db.items()) == model
@@ -140,12 +145,7 @@ def test_many_checkpoints_of_random_batches_match_a_dict(path):
             for _ in range(rng.randrange(1, 400)):
                 k = b"key%05d" % rng.randrange(3000)
                 writes[k] = None if rng.random() < 0.3 else rng.randbytes(rng.randrange(0, 64))
-            with db.transaction() as txn:
-                for k, v in writes.items():
-                    if v is None:
-                        txn.delete(k)
-                    else:
-                        txn.put(k, v)
+            commit(db, writes)
             apply_to_model(model, writes)
             db.checkpoint()
             assert dict(db.items()) == model
@@ -173,12 +173,7 @@ def test_checkpoints_of_any_batches_match_a_dict(tmp_path_factory, batches):
     with open_store(path) as db:
         for writes in batches:
             if writes:
-                with db.transaction() as txn:
-                    for k, v in writes.items():
-                        if v is None:
-                            txn.delete(k)
-                        else:
-                            txn.put(k, v)
+                commit(db, writes)
             apply_to_model(model, writes)
             db.checkpoint()
         assert dict(db.items()) == model

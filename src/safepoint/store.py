@@ -124,23 +124,14 @@ class Store(MutableMapping):  # type: ignore[type-arg]
         self._snapshots = Snapshots(self, retention)
         root = str(self.path)
         try:
-            self._open(root, recovery, sync, sync_interval, segment_bytes, checkpoint_interval)
+            open_store(
+                self, root, recovery, sync, sync_interval, segment_bytes, checkpoint_interval
+            )
         except BaseException:
             self._release()
             raise
 
     # --- opening ------------------------------------------------------------------
-
-    def _open(
-        self,
-        root: str,
-        mode: str,
-        sync: str,
-        sync_interval: float,
-        segment_bytes: int,
-        checkpoint_interval: float | None,
-    ) -> None:
-        open_store(self, root, mode, sync, sync_interval, segment_bytes, checkpoint_interval)
 
     def _on_wal_failure(self, exc: BaseException) -> None:
         self._failed = exc
@@ -473,7 +464,7 @@ class Store(MutableMapping):  # type: ignore[type-arg]
                 self._ckpt_bytes_mark = 0
                 change()
                 self._closed = False
-                self._open(str(self.path), *self._open_args)
+                open_store(self, str(self.path), *self._open_args)
             except BaseException:
                 self._closed = True
                 self._release()
