@@ -8,7 +8,7 @@ duration of a call; an mmap can be closed as soon as a call returns.
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ._records_common import (
     U32_MAX,
@@ -154,13 +154,16 @@ def _encode(
     return b"".join((crc.to_bytes(4, "little"), header, data))
 
 
-def scan(buf: object, seed: int, expect_lsn: int, start: int = 0) -> ScanResult:
-    """Validate the records of ``buf[start:]``, the first carrying ``expect_lsn``.
-
-    Applies the rules of docs/format.md in order at each record and stops at
-    the first that fails (or at a clean end).  Offsets are relative to the
-    start of ``buf``.
-    """
+def _scan_loop(
+    buf: object,
+    seed: int,
+    expect_lsn: int,
+    start: int,
+    on_batch: Callable[[int, object, int], None],
+) -> tuple[int, int, int]:
+    """Call sp_scan over ``buf[start:]`` until a real end; after each call,
+    ``on_batch(offset of the call, its sp_record array, records in it)``.
+    Returns (status, offset where it stopped, next expected lsn)."""
     check_uint("seed", seed, U32_MAX)
     check_uint("expect_lsn", expect_lsn, U64_MAX)
     with byte_view(buf) as view, ffi.from_buffer("uint8_t[]", view) as base:
@@ -170,18 +173,33 @@ def scan(buf: object, seed: int, expect_lsn: int, start: int = 0) -> ScanResult:
         cap = max(1, min(_MAX_OUT, (end - offset) // _MIN_RECORD_SIZE))
         out = ffi.new("sp_record[]", cap)
         res = ffi.new("sp_scan_result *")
-        records: list[RecordInfo] = []
         while True:
             rc = lib.sp_scan(base + offset, end - offset, seed, expect_lsn, out, cap, res)
-            raw = ffi.buffer(out, res.count * _SP_RECORD.size)
-            records.extend(
-                RecordInfo(offset + rel, length, lsn, time_ns, op_count, durable)
-                for rel, lsn, time_ns, durable, length, op_count in _SP_RECORD.iter_unpack(raw)
-            )
+            on_batch(offset, out, res.count)
             offset += res.offset
             expect_lsn = res.next_lsn
             if rc != SP_OK:
-                return ScanResult(records, rc, offset, expect_lsn)
+                return rc, offset, expect_lsn
+
+
+def scan(buf: object, seed: int, expect_lsn: int, start: int = 0) -> ScanResult:
+    """Validate the records of ``buf[start:]``, the first carrying ``expect_lsn``.
+
+    Applies the rules of docs/format.md in order at each record and stops at
+    the first that fails (or at a clean end).  Offsets are relative to the
+    start of ``buf``.
+    """
+    records: list[RecordInfo] = []
+
+    def collect(offset: int, out: object, count: int) -> None:
+        raw = ffi.buffer(out, count * _SP_RECORD.size)
+        records.extend(
+            RecordInfo(offset + rel, length, lsn, time_ns, op_count, durable)
+            for rel, lsn, time_ns, durable, length, op_count in _SP_RECORD.iter_unpack(raw)
+        )
+
+    rc, offset, next_lsn = _scan_loop(buf, seed, expect_lsn, start, collect)
+    return ScanResult(records, rc, offset, next_lsn)
 
 
 def scan_span(buf: object, seed: int, expect_lsn: int, start: int = 0) -> ScanSpan:
@@ -191,22 +209,11 @@ def scan_span(buf: object, seed: int, expect_lsn: int, start: int = 0) -> ScanSp
     Recovery replays whole runs of records and needs no per-record table;
     building one costs more than the C scan itself.
     """
-    check_uint("seed", seed, U32_MAX)
-    check_uint("expect_lsn", expect_lsn, U64_MAX)
-    with byte_view(buf) as view, ffi.from_buffer("uint8_t[]", view) as base:
-        end = len(view)
-        offset = check_start(start, end)
-        cap = max(1, min(_MAX_OUT, (end - offset) // _MIN_RECORD_SIZE))
-        out = ffi.new("sp_record[]", cap)
-        res = ffi.new("sp_scan_result *")
-        count = 0
-        while True:
-            rc = lib.sp_scan(base + offset, end - offset, seed, expect_lsn, out, cap, res)
-            count += res.count
-            offset += res.offset
-            expect_lsn = res.next_lsn
-            if rc != SP_OK:
-                return ScanSpan(count, rc, offset, expect_lsn)
+    counts: list[int] = []
+    rc, offset, next_lsn = _scan_loop(
+        buf, seed, expect_lsn, start, lambda _offset, _out, count: counts.append(count)
+    )
+    return ScanSpan(sum(counts), rc, offset, next_lsn)
 
 
 def find_valid(buf: object, seed: int, min_lsn: int, start: int = 0) -> tuple[int, int] | None:
