@@ -13,6 +13,7 @@ meaningless, and a slow example is not a wrong one.
 
 from __future__ import annotations
 
+import logging
 import os
 
 import pytest
@@ -20,6 +21,7 @@ from hypothesis import HealthCheck, settings
 
 import safepoint
 from helpers import SMALL
+from safepoint.testing import FaultFS
 
 settings.register_profile(
     "dev",
@@ -48,3 +50,23 @@ def db(path):
     store = safepoint.open(path, **SMALL)
     yield store
     store.close()
+
+
+@pytest.fixture
+def quiet_store_log(caplog):
+    """Silence safepoint's own log (tests that make it fail on purpose)."""
+    caplog.set_level(logging.CRITICAL, logger="safepoint")
+
+
+@pytest.fixture
+def root(tmp_path):
+    """The directory of a store opened on a FaultFS (not created)."""
+    return tmp_path / "store"
+
+
+@pytest.fixture
+def fs(root):
+    """A FaultFS over ``root``: every file operation traced, faults on demand."""
+    f = FaultFS(root)
+    yield f
+    f.close()

@@ -14,8 +14,6 @@ CI, 0 violations); docs/testing.md has the longer run.
 
 from __future__ import annotations
 
-import logging
-
 import pytest
 
 import safepoint
@@ -24,9 +22,8 @@ from safepoint.testing import MODELS, explore
 VALUE_BYTES = (90, 170, 250, 330, 410)  # mixed record sizes: several per segment
 
 
-@pytest.fixture(autouse=True)
-def quiet_store_log(caplog):
-    caplog.set_level(logging.CRITICAL, logger="safepoint")
+# The failures these tests cause are logged as errors; the log is not the point.
+pytestmark = pytest.mark.usefixtures("quiet_store_log")
 
 
 # --- workloads ---------------------------------------------------------------------

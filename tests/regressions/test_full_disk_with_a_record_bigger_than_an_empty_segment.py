@@ -13,32 +13,16 @@ the record, as a rollover does for a new segment.
 
 from __future__ import annotations
 
-import logging
-
 import pytest
 
 import safepoint
-from safepoint.testing import FaultFS
 
 SEGMENT_BYTES = 4096
 BIG = b"x" * (3 * SEGMENT_BYTES)
 
 
-@pytest.fixture(autouse=True)
-def quiet_store_log(caplog):
-    caplog.set_level(logging.CRITICAL, logger="safepoint")
-
-
-@pytest.fixture
-def root(tmp_path):
-    return tmp_path / "store"
-
-
-@pytest.fixture
-def fs(root):
-    fs = FaultFS(root)
-    yield fs
-    fs.close()
+# The failures these tests cause are logged as errors; the log is not the point.
+pytestmark = pytest.mark.usefixtures("quiet_store_log")
 
 
 @pytest.fixture

@@ -52,11 +52,6 @@ def wait_until(cond: Callable[[], bool]) -> None:
         time.sleep(0.001)
 
 
-@pytest.fixture
-def path(tmp_path):
-    return tmp_path / "store.sp"
-
-
 def test_close_inside_the_threads_own_transaction_raises_runtime_error(path):
     db = safepoint.open(path)
 
