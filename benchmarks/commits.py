@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable
 
 from . import peers
-from .common import Context, Result, interleave, keys_for, values_for
+from .common import Context, Result, interleave, keys_for, threaded_rate, values_for
 from .wal_append import PREALLOC_BYTES, preallocate
 
 RECORD_BYTES = 159  # a safepoint record of one put of a 16-byte key, 100-byte value
@@ -40,31 +40,17 @@ def wait_for_background_prepare() -> None:
 def window(db: peers.Adapter, threads: int, seconds: float, keys: list[bytes]) -> float:
     """Commits/s of ``threads`` threads putting one key per commit for ``seconds``."""
     value = values_for(1)[0]
-    counts = [0] * threads
-    stop = threading.Event()
-    ready = threading.Barrier(threads + 1)
 
-    def worker(slot: int) -> None:
+    def worker(slot: int, stop: threading.Event) -> int:
         put = db.put
         mine = keys[slot::threads]
         n = 0
-        ready.wait()
         while not stop.is_set():
             put(mine[n % len(mine)], value)
             n += 1
-        counts[slot] = n
+        return n
 
-    pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
-    for t in pool:
-        t.start()
-    os.sync()
-    ready.wait()
-    t0 = time.perf_counter()
-    time.sleep(seconds)
-    stop.set()
-    for t in pool:
-        t.join()
-    return sum(counts) / (time.perf_counter() - t0)
+    return threaded_rate(threads, seconds, worker)
 
 
 class RawFile:

@@ -13,6 +13,7 @@ import random
 import shutil
 import statistics
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -132,6 +133,34 @@ def values_for(n: int, size: int = VALUE_BYTES, *, seed: int = 2) -> list[bytes]
     spread = 1 << 16
     pool = random.Random(seed).randbytes(size + spread)
     return [pool[o : o + size] for o in ((i * 7919) % spread for i in range(n))]
+
+
+def threaded_rate(
+    threads: int, seconds: float, worker: Callable[[int, threading.Event], int]
+) -> float:
+    """Operations/s of ``threads`` threads running ``worker(slot, stop)`` for
+    ``seconds``: each loops until ``stop`` is set and returns how many
+    operations it did.  The threads start together, after ``os.sync()`` so
+    that earlier writes do not land in the window."""
+    counts = [0] * threads
+    stop = threading.Event()
+    ready = threading.Barrier(threads + 1)
+
+    def run(slot: int) -> None:
+        ready.wait()
+        counts[slot] = worker(slot, stop)
+
+    pool = [threading.Thread(target=run, args=(i,)) for i in range(threads)]
+    for t in pool:
+        t.start()
+    os.sync()
+    ready.wait()
+    t0 = time.perf_counter()
+    time.sleep(seconds)
+    stop.set()
+    for t in pool:
+        t.join()
+    return sum(counts) / (time.perf_counter() - t0)
 
 
 def timed(fn: Callable[[], object]) -> float:

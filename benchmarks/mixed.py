@@ -9,14 +9,12 @@ readers proceed while writers wait for the disk.
 
 from __future__ import annotations
 
-import os
 import random
 import threading
-import time
 
 from . import peers
 from .commits import WINDOWS_PER_ROUND, wait_for_background_prepare
-from .common import Context, Result, interleave, keys_for, values_for
+from .common import Context, Result, interleave, keys_for, threaded_rate, values_for
 
 NAME = "mixed"
 WRITE_FRACTION = 0.1
@@ -26,15 +24,11 @@ def window(db: peers.Adapter, threads: int, seconds: float, keys: list[bytes]) -
     """Ops/s of ``threads`` threads doing 90% gets, 10% durable puts."""
     value = values_for(1)[0]
     n = len(keys)
-    counts = [0] * threads
-    stop = threading.Event()
-    ready = threading.Barrier(threads + 1)
 
-    def worker(slot: int) -> None:
+    def worker(slot: int, stop: threading.Event) -> int:
         rng = random.Random(slot)
         get, put = db.get, db.put
         ops = 0
-        ready.wait()
         while not stop.is_set():
             k = keys[rng.randrange(n)]
             if rng.random() < WRITE_FRACTION:
@@ -42,19 +36,9 @@ def window(db: peers.Adapter, threads: int, seconds: float, keys: list[bytes]) -
             else:
                 get(k)
             ops += 1
-        counts[slot] = ops
+        return ops
 
-    pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
-    for t in pool:
-        t.start()
-    os.sync()
-    ready.wait()
-    t0 = time.perf_counter()
-    time.sleep(seconds)
-    stop.set()
-    for t in pool:
-        t.join()
-    return sum(counts) / (time.perf_counter() - t0)
+    return threaded_rate(threads, seconds, worker)
 
 
 def run(ctx: Context) -> list[Result]:
