@@ -26,6 +26,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from typing import NoReturn
 
 from . import records, wal_native
 from .errors import ClosedError, StoreFailedError
@@ -39,7 +40,7 @@ from .format import (
 from .fs import File, FileSystem
 from .segment import SegmentRef, encode_header, segment_path
 from .wal_group import PythonGroupCommit
-from .wal_native import SP_WAL_FAILED, NativeGroupCommit
+from .wal_native import NativeGroupCommit
 
 SYNC_MODES = ("always", "interval", "none")
 DEFAULT_SEGMENT_BYTES = 16 << 20  # zero-filled at creation: keep new stores cheap
@@ -216,9 +217,8 @@ class WalWriter(PythonGroupCommit):
                     self._extend_empty_segment(self._end + size)
             lsn = self._next_lsn
             if self._native is not None:
-                if self._native.append(lsn, time.time_ns(), payload) == SP_WAL_FAILED:
-                    self._native_failed()
-                    self._check_usable()
+                if self._native.append(lsn, time.time_ns(), payload) != 0:
+                    self._native_refused()
             else:
                 # Refused here, as the native engine does, not in the leader's
                 # encode, where a bad payload would fail everyone's flush.
@@ -252,7 +252,8 @@ class WalWriter(PythonGroupCommit):
             durable = self.sync_mode == "always"
         if self._native is not None:
             if self._native.flush(lsn, durable) != 0:
-                self._raise_native()
+                with self._lock:
+                    self._native_refused()
             return
         self._flush_python(lsn, durable)
 
@@ -263,19 +264,15 @@ class WalWriter(PythonGroupCommit):
         if self._on_failure is not None:
             self._on_failure(exc)
 
-    def _native_failed(self) -> None:
-        """Adopt the native engine's I/O failure as this log's (lock held)."""
+    def _native_refused(self) -> NoReturn:
+        """After a native engine call returned a failure (lock held): adopt
+        its I/O error as this log's and raise what the Python loop would."""
         assert self._native is not None
         if self._failed is None:
             exc = self._native.error(self.segments[-1].path if self.segments else self._dir)
             if exc is not None:
                 self._fail(exc)
-
-    def _raise_native(self) -> None:
-        """After a native flush returned a failure: raise what Python would."""
-        with self._lock:
-            self._native_failed()
-            self._check_usable()
+        self._check_usable()
         raise ClosedError("wal: the log is closed")
 
     def _check_usable(self) -> None:
@@ -299,7 +296,7 @@ class WalWriter(PythonGroupCommit):
         """
         if self._native is not None:
             if self._native.flush(self._next_lsn - 1, True) != 0:
-                self._native_failed()
+                self._native_refused()
         else:
             while self._flushing:
                 self._cond.wait()
