@@ -14,8 +14,9 @@ import threading
 from hypothesis import given
 from hypothesis import strategies as st
 
-from safepoint.format import OP_DELETE, OP_PUT
+from safepoint.base import entry_value
 from safepoint.memtable import _ENTRY_OVERHEAD_BYTES, _INSORT_MAX, Memtable
+from safepoint.records import encode_record, encode_writes
 
 keys = st.binary(min_size=1, max_size=4)
 bounds = st.one_of(st.none(), st.binary(max_size=4))
@@ -141,17 +142,40 @@ def test_concurrent_ordered_reads_of_a_frozen_memtable_agree():
     assert results == [want] * 4
 
 
-def test_apply_sets_puts_and_tombstones_and_the_lsn():
+def test_get_answers_value_tombstone_or_default():
+    mem = filled([(b"k", b"v"), (b"gone", None)])
+    missing = object()
+    assert mem.get(b"k") == b"v"
+    assert mem.get(b"gone", missing) is None
+    assert mem.get(b"never", missing) is missing
+
+
+def test_apply_commit_sets_the_transactions_puts_and_tombstones():
     mem = filled([(b"gone", b"old")])
-    mem.apply([(OP_PUT, b"k", b"v"), (OP_DELETE, b"gone", None)], lsn=7)
+    writes = {b"k": b"v", b"gone": None}
+    mem.apply_commit(writes, encode_writes(writes))
     assert list(mem.items()) == [(b"gone", None), (b"k", b"v")]
-    assert mem.last_lsn == 7
 
 
-def test_entries_is_the_table_itself():
+def test_apply_records_replays_every_op_of_a_span_in_order():
+    payloads = [encode_writes({b"a": b"1", b"b": b"2"}), encode_writes({b"a": None})]
+    log = b"".join(
+        encode_record(0, lsn, 0, payload) for lsn, payload in enumerate(payloads, start=1)
+    )
     mem = Memtable()
-    mem.entries()[b"k"] = b"v"
-    assert list(mem.items()) == [(b"k", b"v")]
+    mem.apply_records(b"pad" + log, 3, 3 + len(log))
+    assert list(mem.items()) == [(b"a", None), (b"b", b"2")]
+
+
+@given(st.dictionaries(keys, values, max_size=40), st.integers(1, 8))
+def test_fold_batches_give_every_entry_in_order_as_base_entries(model, step):
+    mem = filled(model.items())
+    batches = list(mem.fold_batches(step))
+    assert all(len(puts) + len(deletes) <= step for puts, deletes in batches)
+    puts = [p for batch_puts, _ in batches for p in batch_puts]
+    deletes = [k for _, batch_deletes in batches for k in batch_deletes]
+    assert puts == [(k, entry_value(k, v)) for k, v in sorted(model.items()) if v is not None]
+    assert deletes == sorted(k for k, v in model.items() if v is None)
 
 
 def test_payload_bytes_counts_keys_values_and_per_entry_overhead():

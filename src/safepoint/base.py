@@ -22,10 +22,10 @@ import time
 import uuid
 import weakref
 from bisect import bisect_right
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from itertools import compress, repeat
-from operator import add, is_not, not_
+from operator import add, is_not, itemgetter, not_
 from typing import cast
 
 import crc32c
@@ -53,6 +53,11 @@ _PUT_CHUNK = 512
 _crc32c_bytes = crc32c.crc32c
 _pack_crc = struct.Struct("<I").pack
 _unpack_crc = struct.Struct("<I").unpack_from
+
+
+# One batch of a checkpoint's fold: (key, stored entry) puts, deleted keys.
+FoldBatch = tuple[list[tuple[bytes, bytes]], list[bytes]]
+_first = itemgetter(0)
 
 
 def entry_value(key: bytes, value: bytes) -> bytes:
@@ -105,20 +110,20 @@ class _ReadSlot(list):  # type: ignore[type-arg]
         self.active = gate._active  # kept here to save lookups per get
 
 
-def _put_sorted(
-    cur: lmdb.Cursor, keys: Sequence[bytes], values: Sequence[bytes], *, append: bool
-) -> None:
-    """Put ``keys[i] -> entry_value(keys[i], values[i])`` through ``cur``.
-
-    The stored entries are built by C-level ``map`` calls and consumed by
-    ``putmulti``: no Python frame per entry.
-    """
+def stored_entries(keys: Sequence[bytes], values: Sequence[bytes]) -> list[tuple[bytes, bytes]]:
+    """``(keys[i], entry_value(keys[i], values[i]))`` for every i, built by
+    C-level ``map`` calls: no Python frame per entry."""
     stored = map(add, map(_pack_crc, map(_crc32c_bytes, map(add, keys, values))), values)
-    _, added = cur.putmulti(zip(keys, stored, strict=True), append=append)
-    if added != len(keys):
+    return list(zip(keys, stored, strict=True))
+
+
+def _put_stored(cur: lmdb.Cursor, items: Sequence[tuple[bytes, bytes]], *, append: bool) -> None:
+    """Put the (key, stored entry) ``items``, ascending, through ``cur``."""
+    _, added = cur.putmulti(items, append=append)
+    if added != len(items):
         # LMDB answers an out-of-order MDB_APPEND with "key exists", which
         # putmulti counts as not added and skips: never lose one silently.
-        raise Error(f"base: the checkpoint stored {added} of {len(keys)} entries")
+        raise Error(f"base: the checkpoint stored {added} of {len(items)} entries")
 
 
 def _no_pause() -> None:
@@ -481,18 +486,43 @@ class BaseImage:
     ) -> int:
         """Fold ``keys[i] -> values[i]`` (None: delete) and ``lsn`` in one transaction.
 
-        ``keys`` must be distinct and ascending (a memtable's order).
-        ``pause``, if given, is called between chunks of entries (the caller
-        lets other threads run there).  Durable and atomic when it returns:
-        a crash before the commit leaves the previous checkpoint, after it
-        this one.  Grows the map and retries if LMDB reports it full.
-        Returns the number of entries.
+        ``keys`` must be distinct and ascending (a memtable's order); see
+        ``write_fold``, which this feeds in batches.  Returns the number of
+        entries.
         """
         if len(keys) != len(values):
             raise ValueError(f"write_checkpoint: {len(keys)} keys but {len(values)} values")
+
+        def batches() -> Iterator[FoldBatch]:
+            for lo in range(0, len(keys), _PUT_CHUNK):
+                ks, vs = keys[lo : lo + _PUT_CHUNK], values[lo : lo + _PUT_CHUNK]
+                live = list(map(is_not, vs, repeat(None)))
+                deletes = list(compress(ks, map(not_, live)))
+                puts = cast("list[bytes]", list(compress(vs, live)))  # no None left
+                yield stored_entries(list(compress(ks, live)), puts), deletes
+
+        return self.write_fold(batches, lsn, pause)
+
+    def write_fold(
+        self,
+        batches: Callable[[], Iterable[FoldBatch]],
+        lsn: int,
+        pause: Callable[[], None] | None = None,
+    ) -> int:
+        """Fold a memtable and ``lsn`` into the base image in one transaction.
+
+        ``batches()`` gives the entries as ``Memtable.fold_batches`` does:
+        consecutive batches, each a list of (key, stored entry) puts and a
+        list of deleted keys, every key distinct and ascending across them.
+        It is called again if the map must grow and the write restart.
+        ``pause``, if given, is called between batches (the caller lets
+        other threads run there).  Durable and atomic when it returns: a
+        crash before the commit leaves the previous checkpoint, after it
+        this one.  Returns the number of entries.
+        """
         while True:
             try:
-                return self._write(keys, values, lsn, pause or _no_pause)
+                return self._write(batches(), lsn, pause or _no_pause)
             except lmdb.MapFullError:
                 self._grow()
             except lmdb.DiskError as exc:
@@ -501,14 +531,9 @@ class BaseImage:
                     "holds every commit, and the next checkpoint retries"
                 ) from exc
 
-    def _write(
-        self,
-        keys: Sequence[bytes],
-        values: Sequence[bytes | None],
-        lsn: int,
-        pause: Callable[[], None],
-    ) -> int:
+    def _write(self, batches: Iterable[FoldBatch], lsn: int, pause: Callable[[], None]) -> int:
         data = self._data
+        entries = 0
         with self.env.begin(write=True) as txn:
             cur = txn.cursor(db=data)
             # Keys above the last one stored go in with MDB_APPEND (no
@@ -516,19 +541,15 @@ class BaseImage:
             # plain puts.  Deleting or putting keys at or below it never
             # raises the database's last key, so the appends stay valid.
             last = cur.key() if cur.last() else None
-            for lo in range(0, len(keys), _PUT_CHUNK):
-                ks, vs = keys[lo : lo + _PUT_CHUNK], values[lo : lo + _PUT_CHUNK]
-                if None in vs:
-                    live = list(map(is_not, vs, repeat(None)))
-                    for key in compress(ks, map(not_, live)):
-                        txn.delete(key, db=data)
-                    ks, vs = list(compress(ks, live)), list(compress(vs, live))
-                puts = cast("Sequence[bytes]", vs)  # no None left
-                split = 0 if last is None else bisect_right(ks, last)
+            for puts, deletes in batches:
+                for key in deletes:
+                    txn.delete(key, db=data)
+                split = 0 if last is None else bisect_right(puts, last, key=_first)
                 if split:
-                    _put_sorted(cur, ks[:split], puts[:split], append=False)
-                if split < len(ks):
-                    _put_sorted(cur, ks[split:], puts[split:], append=True)
+                    _put_stored(cur, puts[:split], append=False)
+                if split < len(puts):
+                    _put_stored(cur, puts[split:], append=True)
+                entries += len(puts) + len(deletes)
                 pause()
             txn.put(_META_LSN, str(lsn).encode(), db=self._meta)
             n = int(txn.get(_META_CHECKPOINTS, b"0", db=self._meta)) + 1
@@ -537,7 +558,7 @@ class BaseImage:
         # frozen memtable only after this returns, so a get that no longer
         # finds it there finds a bumped generation here.
         self._retire_readers()
-        return len(keys)
+        return entries
 
     def _grow(self) -> None:
         # Readers must not wait on a checkpoint: if open iterators (or a

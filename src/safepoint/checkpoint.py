@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -96,23 +95,6 @@ class Checkpointer:
             self._thread.join()
 
 
-def sorted_entries(
-    frozen: Memtable, pause: Callable[[], None]
-) -> tuple[list[bytes], list[bytes | None]]:
-    """The frozen memtable's keys in ascending order, and their values.
-
-    The memtable has no writers once frozen, so its dict is read without a
-    lock; ``pause`` runs between chunks of the gathering.
-    """
-    keys = frozen._ordered()
-    get = frozen._data.__getitem__
-    values: list[bytes | None] = []
-    for lo in range(0, len(keys), _STEP):
-        values.extend(map(get, keys[lo : lo + _STEP]))
-        pause()
-    return keys, values
-
-
 class _Pacer:
     """Called between chunks of a checkpoint's work; lets committers run.
 
@@ -176,8 +158,7 @@ def run_checkpoint(store: Store) -> CheckpointInfo:
     try:
         wal.flush(lsn, durable=True)
         pacer = _Pacer(store)
-        keys, values = sorted_entries(frozen, pacer)
-        entries = store._base.write_checkpoint(keys, values, lsn, pacer)
+        entries = store._base.write_fold(lambda: frozen.fold_batches(_STEP), lsn, pacer)
     except BaseException:
         # Put the frozen entries back under the newer ones: nothing is lost.
         with store._mem_lock:

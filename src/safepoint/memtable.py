@@ -16,11 +16,11 @@ sorts only the keys added since the previous one, then merges them in.
 from __future__ import annotations
 
 from bisect import bisect_left, insort
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from itertools import islice
 from typing import Any
 
-from .format import OP_PUT
+from . import records
 
 TOMBSTONE = None
 _MISSING = object()
@@ -42,12 +42,15 @@ class Memtable:
     safe concurrently with a writer under CPython.
     """
 
-    __slots__ = ("_data", "_sorted", "last_lsn")
+    __slots__ = ("_data", "_sorted", "last_lsn", "get")
 
     def __init__(self) -> None:
         # Values are bytes or None; typed Any for the store's lock-free
-        # ``_data.get(key, sentinel)`` reads.
+        # ``get(key, sentinel)`` reads.
         self._data: dict[bytes, Any] = {}
+        # get(key, default): the dict's own method, so a read costs one C
+        # call (None for a tombstone, default when absent).
+        self.get = self._data.get
         # The first len(_sorted) keys of _data, sorted; None until an ordered
         # read needs them, so a memtable that is only written and checkpointed
         # never pays for a second index.
@@ -83,18 +86,35 @@ class Memtable:
         """Set every key of ``entries`` to its value (None: a delete)."""
         self._data.update(entries)
 
-    def entries(self) -> dict[bytes, bytes | None]:
-        """The dict itself, for a bulk loader (recovery's replay): it may set
-        keys to values or None, and must never remove a key (the order
-        bookkeeping relies on keys only being added)."""
-        return self._data
+    def apply_commit(self, writes: Mapping[bytes, bytes | None], payload: bytes) -> None:
+        """Apply one committed transaction: ``writes`` and ``payload`` say the
+        same (payload is ``records.encode_writes(writes)``); each memtable
+        uses the cheaper form, here the dict."""
+        self._data.update(writes)
 
-    def apply(self, ops: Iterable[tuple[int, bytes, bytes | None]], lsn: int) -> None:
-        """Apply one transaction's ops, as decoded from its record."""
-        data = self._data
-        for kind, key, value in ops:
-            data[key] = value if kind == OP_PUT else TOMBSTONE
-        self.last_lsn = lsn
+    def apply_records(self, buf: object, start: int, stop: int) -> None:
+        """Apply every op of the whole, validated records in ``buf[start:stop]``
+        (recovery's replay of a span ``records.scan_span`` reported)."""
+        records.apply_records(buf, start, stop, self._data)
+
+    def fold_batches(self, step: int) -> Iterator[tuple[list[tuple[bytes, bytes]], list[bytes]]]:
+        """Every entry in key order, for a checkpoint, in batches of at most
+        ``step`` keys: per batch the puts as (key, base image entry) and the
+        deleted keys, each ascending.  For a frozen memtable (no writers)."""
+        from .base import stored_entries  # base imports lmdb: only a fold needs it
+
+        keys = self._ordered()
+        get = self._data.__getitem__
+        for lo in range(0, len(keys), step):
+            chunk = keys[lo : lo + step]
+            values = list(map(get, chunk))
+            if None in values:
+                live = [(k, v) for k, v in zip(chunk, values, strict=True) if v is not None]
+                deletes = [k for k, v in zip(chunk, values, strict=True) if v is None]
+                chunk, values = [k for k, _ in live], [v for _, v in live]
+            else:
+                deletes = []
+            yield stored_entries(chunk, values), deletes
 
     def _ordered(self) -> list[bytes]:
         """Every key in order.

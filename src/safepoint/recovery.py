@@ -23,7 +23,6 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from . import records
 from .errors import CorruptionError
 from .fs import FileSystem
 from .memtable import Memtable
@@ -96,12 +95,10 @@ def recover(
     reader = LogReader(fs, wal_dir, store_id)
     replayed = 0
     last = base_lsn
-    # Records are applied straight into the memtable's dict, a segment's
-    # span at a time (records.apply_records): replay is the per-record hot
-    # loop of every open.
-    table = memtable.entries()
+    # Records are applied a segment's span at a time (Memtable.apply_records):
+    # replay is the per-record hot loop of every open.
     for span in reader.read_spans(base_lsn):
-        records.apply_records(span.data, span.start, span.stop, table)
+        memtable.apply_records(span.data, span.start, span.stop)
         replayed += span.count
         last = span.first_lsn + span.count - 1
     if replayed:

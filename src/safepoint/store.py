@@ -158,13 +158,12 @@ class Store(MutableMapping):  # type: ignore[type-arg]
 
     def _lookup(self, key: bytes) -> bytes | None:
         """The raw value of ``key`` (None if absent), newest layer first."""
-        mem = self._mem
-        v = mem._data.get(key, _MISSING)
+        v = self._mem.get(key, _MISSING)
         if v is not _MISSING:
             return v  # type: ignore[no-any-return]
         frozen = self._frozen
         if frozen is not None:
-            v = frozen._data.get(key, _MISSING)
+            v = frozen.get(key, _MISSING)
             if v is not _MISSING:
                 return v  # type: ignore[no-any-return]
         return self._base.get(key)
@@ -176,10 +175,10 @@ class Store(MutableMapping):  # type: ignore[type-arg]
             raise ClosedError(f"store {self.path} is closed")
         if type(key) is not bytes or not 0 < len(key) <= MAX_KEY_SIZE:
             key = to_key(key)
-        raw = self._mem._data.get(key, _MISSING)
+        raw = self._mem.get(key, _MISSING)
         if raw is _MISSING:
             frozen = self._frozen
-            if frozen is None or (raw := frozen._data.get(key, _MISSING)) is _MISSING:
+            if frozen is None or (raw := frozen.get(key, _MISSING)) is _MISSING:
                 raw = self._base.get(key)
         if raw is None:
             return default
@@ -281,7 +280,7 @@ class Store(MutableMapping):  # type: ignore[type-arg]
             lsn = wal.append(payload)
             with self._mem_lock:
                 mem = self._mem
-                mem.update(writes)
+                mem.apply_commit(writes, payload)
                 mem.last_lsn = lsn
                 self._last_lsn = lsn
         except OSError as exc:
