@@ -11,7 +11,8 @@ through them in CI.  Targets:
                 that parses; ``find_valid`` agrees too.
 * ``payload``   the payload decoder: both codecs accept the same payloads
                 with the same op count, and decode-then-encode gives back the
-                same bytes.
+                same bytes; the writes they hold are checked and encoded
+                alike by _sp_batch and its Python twins.
 * ``recovery``  a fresh store whose log segment (valid header) holds the
                 fuzzed bytes: open succeeds or raises safepoint.Error, never
                 anything else; a second open sees the same state.
@@ -35,16 +36,19 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
+from typing import Any
 
 import crc32c as crc32c_package
 
 import safepoint
 from safepoint import _records_native as native
 from safepoint import _records_py as reference
+from safepoint import _sp_batch
 from safepoint._records_common import decode_payload, encode_payload
 from safepoint.errors import CorruptionError
 from safepoint.format import (
     CLEAN_ENDS,
+    MAX_KEY_SIZE,
     OP_DELETE,
     OP_PUT,
     RECORD_HEADER,
@@ -181,7 +185,7 @@ def scan(data: bytes) -> None:
 # --- payload ---------------------------------------------------------------------
 
 
-def _outcome(fn: Callable[[bytes], int], data: bytes) -> int | str:
+def _outcome(fn: Callable[[Any], object], data: object) -> object:
     try:
         return fn(data)
     except ValueError:
@@ -200,6 +204,21 @@ def payload(data: bytes) -> None:
     if len(data) >= 4:
         rec = native.encode_record(7, 1, 2, data, durable_lsn=0)
         assert rec == reference.encode_record(7, 1, 2, data, durable_lsn=0)
+    _writes_agree(ops)
+
+
+def _writes_agree(ops: list[tuple[int, bytes, bytes | None]]) -> None:
+    """A transaction's writes built from decoded ops: the C checker and
+    encoder (_sp_batch) agree with their Python twins."""
+    pairs = [(k, v) for kind, k, v in ops if kind == OP_PUT and v is not None]
+    valid = all(0 < len(k) <= MAX_KEY_SIZE for k, _ in pairs)
+    got = _sp_batch.bytes_pairs(pairs)
+    assert got == (dict(pairs) if valid else None), "bytes_pairs != dict(pairs)"
+    if got is not None:
+        assert list(got.items()) == list(dict(pairs).items()), "bytes_pairs changed the order"
+    writes = {k: v if kind == OP_PUT else None for kind, k, v in ops}
+    a, b = _outcome(native.encode_writes, writes), _outcome(reference.encode_writes, writes)
+    assert a == b, f"encode_writes: native {a!r} != reference {b!r}"
 
 
 # --- recovery -------------------------------------------------------------------------

@@ -8,7 +8,7 @@ duration of a call; an mmap can be closed as soon as a call returns.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from ._records_common import (
     U32_MAX,
@@ -20,6 +20,8 @@ from ._records_common import (
     check_start,
     check_uint,
 )
+from ._records_common import encode_writes as _encode_writes_py
+from ._sp_batch import encode_writes as _encode_writes_c
 from ._sp_core import ffi, lib
 from .format import (
     MAX_PAYLOAD_SIZE,
@@ -42,6 +44,13 @@ _RECORD_TAIL = struct.Struct("<IQQQ")
 assert _RECORD_TAIL.size == RECORD_HEADER_SIZE - RECORD_CRC_START
 _MAX_OUT = 4096  # records per sp_scan call; the scan loops until a real end
 _MIN_RECORD_SIZE = RECORD_HEADER_SIZE + MIN_PAYLOAD_SIZE
+
+
+def encode_writes(writes: Mapping[bytes, bytes | None]) -> bytes:
+    """``_records_common.encode_writes`` (same bytes, same errors), in one C
+    pass for a dict of bytes; anything the C declines goes to the Python one."""
+    payload = _encode_writes_c(writes)
+    return _encode_writes_py(writes) if payload is None else payload
 
 
 def _check(rc: int, what: str) -> None:

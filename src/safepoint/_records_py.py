@@ -23,6 +23,7 @@ from ._records_common import (
     check_uint,
     decode_payload,
 )
+from ._records_common import encode_writes as encode_writes
 from .format import (
     MAX_PAYLOAD_SIZE,
     MIN_PAYLOAD_SIZE,

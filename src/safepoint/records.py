@@ -23,7 +23,6 @@ from ._records_common import (
     crc32c_bytes,
     decode_payload,
     encode_payload,
-    encode_writes,
 )
 from .format import RECORD_HEADER_SIZE
 
@@ -36,6 +35,7 @@ if _CHOICE == "python":
         crc32c,
         encode_batch,
         encode_record,
+        encode_writes,
         find_valid,
         scan,
         scan_span,
@@ -49,6 +49,7 @@ elif _CHOICE == "native":
             crc32c,
             encode_batch,
             encode_record,
+            encode_writes,
             find_valid,
             scan,
             scan_span,
@@ -56,7 +57,7 @@ elif _CHOICE == "native":
         )
     except ImportError as exc:
         raise ImportError(
-            "safepoint: the native core (safepoint._sp_core) failed to import "
+            "safepoint: the native core (safepoint._sp_core, _sp_batch) failed to import "
             f"({exc}). Reinstall safepoint where a C compiler and cffi are available "
             "(pip install --force-reinstall --no-binary safepoint safepoint), or set "
             "SAFEPOINT_BACKEND=python to run on the slow pure-Python reference codec."

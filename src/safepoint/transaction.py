@@ -8,7 +8,13 @@ from typing import TYPE_CHECKING, Any
 from .errors import ClosedError
 from .format import MAX_KEY_SIZE
 from .keys import key_range, to_key
+from .records import BACKEND
 from .values import BytesCodec
+
+if BACKEND == "native":
+    from ._sp_batch import bytes_pairs as _bytes_pairs_c
+else:
+    _bytes_pairs_c = None
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -101,16 +107,22 @@ class Transaction:
         """Put ``pairs`` at C speed if every key and value is ``bytes`` and
         every key has a valid length; False (nothing done) otherwise, for
         ``put`` to convert or reject them one by one.  A bulk load's per-put
-        cost is mostly these checks and one dict update."""
-        try:
-            batch = dict(pairs)
-        except (TypeError, ValueError):  # an unhashable key, or not pairs
-            return False
-        if set(map(type, batch)) != _BYTES_ONLY or set(map(type, batch.values())) != _BYTES_ONLY:
-            return False
-        lengths = set(map(len, batch))
-        if lengths and not (min(lengths) > 0 and max(lengths) <= MAX_KEY_SIZE):
-            return False
+        cost is mostly these checks and one dict update; the native twin
+        (``_sp_batch.bytes_pairs``) does both in one C loop."""
+        batch = None if _bytes_pairs_c is None else _bytes_pairs_c(pairs)
+        if batch is None:
+            try:
+                batch = dict(pairs)
+            except (TypeError, ValueError):  # an unhashable key, or not pairs
+                return False
+            if (
+                set(map(type, batch)) != _BYTES_ONLY
+                or set(map(type, batch.values())) != _BYTES_ONLY
+            ):
+                return False
+            lengths = set(map(len, batch))
+            if lengths and not (min(lengths) > 0 and max(lengths) <= MAX_KEY_SIZE):
+                return False
         if self._writes:
             self._writes.update(batch)
         else:

@@ -1,0 +1,105 @@
+"""safepoint._sp_batch against its Python twins.
+
+``bytes_pairs`` must build exactly ``dict(pairs)`` (same order, last write
+wins) for a list of (bytes, bytes) tuples with valid keys, and decline
+(None) anything else so the Python path decides; ``encode_writes`` must
+give the Python encoder's bytes for every dict it accepts and decline the
+rest, so errors keep the Python encoder's words.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from safepoint import _records_common, _sp_batch, records
+from safepoint.format import MAX_KEY_SIZE, MAX_PAYLOAD_SIZE
+
+keys = st.binary(min_size=1, max_size=40) | st.binary(min_size=MAX_KEY_SIZE, max_size=MAX_KEY_SIZE)
+values = st.binary(max_size=64)
+writes = st.dictionaries(keys, st.none() | values, min_size=1, max_size=30)
+
+
+@given(writes)
+def test_encode_writes_gives_the_python_encoders_bytes(w):
+    assert _sp_batch.encode_writes(w) == _records_common.encode_writes(w)
+
+
+@given(writes)
+def test_encoded_writes_decode_to_the_same_ops_in_order(w):
+    ops = records.decode_payload(_sp_batch.encode_writes(w))
+    assert [(k, v) for _, k, v in ops] == list(w.items())
+
+
+@given(st.lists(st.tuples(keys, values), max_size=30))
+def test_bytes_pairs_is_dict_of_the_pairs_in_order(pairs):
+    got = _sp_batch.bytes_pairs(pairs)
+    assert got == dict(pairs)
+    assert list(got.items()) == list(dict(pairs).items())
+
+
+def test_records_encode_writes_is_the_native_one_on_the_native_backend():
+    if records.BACKEND == "native":
+        assert records.encode_writes is not _records_common.encode_writes
+        assert records.encode_writes({b"k": b"v"}) == _records_common.encode_writes({b"k": b"v"})
+
+
+# Error paths: declined inputs (None) leave the decision to Python
+
+
+@pytest.mark.parametrize(
+    "w",
+    [
+        {},
+        {b"": b"v"},
+        {b"k" * (MAX_KEY_SIZE + 1): b"v"},
+        {"k": b"v"},
+        {b"k": "v"},
+        {b"k": bytearray(b"v")},
+        {b"a": b"1", b"b": 2},
+    ],
+    ids=["empty", "empty-key", "long-key", "str-key", "str-value", "bytearray", "int-value"],
+)
+def test_encode_writes_declines_what_it_does_not_handle(w):
+    assert _sp_batch.encode_writes(w) is None
+
+
+def test_encode_writes_declines_a_mapping_that_is_not_a_dict():
+    class Writes(dict):
+        pass
+
+    assert _sp_batch.encode_writes(Writes({b"k": b"v"})) is None
+    assert _sp_batch.encode_writes([(b"k", b"v")]) is None
+
+
+def test_encode_writes_declines_a_payload_over_the_limit_and_python_names_it():
+    big = b"x" * (1 << 20)
+    w = {b"%d" % i: big for i in range(MAX_PAYLOAD_SIZE // len(big) + 1)}
+    assert _sp_batch.encode_writes(w) is None
+    with pytest.raises(ValueError, match="MAX_PAYLOAD_SIZE"):
+        records.encode_writes(w)
+
+
+@pytest.mark.parametrize(
+    "pairs",
+    [
+        ((b"k", b"v"),),
+        [[b"k", b"v"]],
+        [(b"k", b"v", b"x")],
+        [(b"", b"v")],
+        [(b"k" * (MAX_KEY_SIZE + 1), b"v")],
+        [(b"k", None)],
+        [(b"a", b"1"), ("b", b"2")],
+        [(b"a", b"1"), (b"b", memoryview(b"2"))],
+    ],
+    ids=["tuple-not-list", "list-items", "triple", "empty-key", "long-key", "none", "str", "view"],
+)
+def test_bytes_pairs_declines_what_it_does_not_handle(pairs):
+    assert _sp_batch.bytes_pairs(pairs) is None
+
+
+def test_a_declined_update_still_raises_the_python_error(db):
+    with pytest.raises(ValueError, match="key"), db.transaction() as txn:
+        txn.update([(b"ok", b"1"), (b"", b"2")])
+    assert db.get(b"ok") is None
