@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .memtable import Memtable
+from .memtable import new_memtable
 
 if TYPE_CHECKING:
     from .store import Store
@@ -150,7 +150,7 @@ def run_checkpoint(store: Store) -> CheckpointInfo:
             # the records at or below lsn.
             appended = wal.bytes_appended
             store._frozen = frozen
-            store._mem = Memtable()
+            store._mem = new_memtable()
             store._mem.last_lsn = lsn
     finally:
         store._end_write()

@@ -165,3 +165,8 @@ class Memtable:
     ) -> list[tuple[bytes, bytes | None]]:
         """A copy of a range, for an iterator that must not see later writes."""
         return list(self.items(start, stop))
+
+
+def new_memtable() -> Memtable:
+    """An empty memtable of the backend in use."""
+    return Memtable()

@@ -37,7 +37,7 @@ from .errors import (
 from .format import LMDB_ENGINE, MAX_KEY_SIZE
 from .fs import DEFAULT_FS, File, FileSystem
 from .keys import key_range, to_key
-from .memtable import Memtable
+from .memtable import Memtable, new_memtable
 from .recovery import RECOVERY_MODES, RecoveryReport
 from .retention import Retention
 from .snapshots import RestoreInfo, SnapshotInfo, Snapshots
@@ -114,7 +114,7 @@ class Store(MutableMapping):  # type: ignore[type-arg]
         self._closed = False
         self._failed: BaseException | None = None
         self._lock_file: File | None = None
-        self._mem = Memtable()
+        self._mem = new_memtable()
         self._frozen: Memtable | None = None
         self._wal: WalWriter | None = None
         self._checkpointer: Checkpointer | None = None
@@ -459,7 +459,7 @@ class Store(MutableMapping):  # type: ignore[type-arg]
             try:
                 self._wal.close()
                 self._base.close()
-                self._mem, self._frozen = Memtable(), None
+                self._mem, self._frozen = new_memtable(), None
                 self._ckpt_bytes_mark = 0
                 change()
                 self._closed = False

@@ -16,7 +16,7 @@ from .base import BaseImage
 from .checkpoint import Checkpointer
 from .errors import CorruptionError, Error, LockedError
 from .fs import FileSystem
-from .memtable import Memtable
+from .memtable import new_memtable
 from .recovery import Recovered, recover
 from .restore import complete_interrupted_restore
 from .wal import WalWriter
@@ -121,7 +121,7 @@ def recover_readonly(store: Store, root: str, base_dir: str, mode: str) -> Recov
                 raise
         store._base.close()
         store._base = BaseImage(base_dir, readonly=True)
-        store._mem = Memtable()
+        store._mem = new_memtable()
     raise AssertionError("unreachable")
 
 
