@@ -202,9 +202,13 @@ class Store(MutableMapping):  # type: ignore[type-arg]
 
         With sync="always" the write is durable when this returns.
         """
-        k = to_key(key)
-        v = self._encode(value)
-        self._commit({k: v})
+        # to_key and the bytes codec skipped for the common case: a commit's
+        # own Python time is what 8 threads queue for (the GIL).
+        if type(key) is not bytes or not 0 < len(key) <= MAX_KEY_SIZE:
+            key = to_key(key)
+        if type(value) is not bytes or type(self._codec) is not BytesCodec:
+            value = self._encode(value)
+        self._commit({key: value})
 
     def delete(self, key: Any) -> None:
         """Remove ``key``; no error if it is missing."""

@@ -10,9 +10,8 @@ interrupt now fails the store, as a failed fsync does: no checkpoint or
 write runs until reopen, and reopening replays the whole record.
 
 The interrupt is raised with sys.settrace just before the memtable applies
-the transaction (one dict update since the memtable became a plain dict; it
-was a put per key), standing for the SIGINT handler running at that
-bytecode.
+the transaction (one ``apply_commit`` call; it was a put per key, then one
+dict update), standing for the SIGINT handler running at that bytecode.
 """
 
 from __future__ import annotations
@@ -41,7 +40,7 @@ def commit_interrupted_before_applying(db: Store) -> None:
 
         def local(frame, event, arg):
             line = linecache.getline(frame.f_code.co_filename, frame.f_lineno)
-            if armed[0] and event == "line" and "mem.update(writes)" in line:
+            if armed[0] and event == "line" and "mem.apply_commit(writes, payload)" in line:
                 armed[0] = False
                 raise KeyboardInterrupt
             return local
