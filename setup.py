@@ -1,26 +1,26 @@
 """Build: the cffi core (native/build.py) and the CPython-API extensions.
 
 cffi has no pyproject form, so both are declared here.  The CPython-API
-modules build Python objects (dicts, bytes) in C, which cffi cannot do
-cheaply; they get the same warnings-as-errors flags as the cffi core.
+modules build Python objects (dicts, bytes, iterators) in C, which cffi
+cannot do cheaply; they share native/build.py's compiler flags (warnings
+are errors unless SAFEPOINT_DEV_BUILD=0).
 """
 
-import os
+import sys
+from pathlib import Path
 
 from setuptools import Extension, setup
 
-
-def compile_args() -> list[str]:
-    args = ["-O2", "-Wall", "-Wextra", "-std=c11"]
-    if os.environ.get("SAFEPOINT_DEV_BUILD", "1") != "0":
-        args.append("-Werror")
-    return args
+sys.path.insert(0, str(Path(__file__).resolve().parent / "native"))
+from build import compile_args  # noqa: E402 - native/build.py: one set of compiler flags
 
 
-def native_module(name: str, *sources: str) -> Extension:
+def native_module(name: str, sources: list[str], headers: list[str] = ()) -> Extension:
+    """``safepoint.<name>`` from native/<sources>."""
     return Extension(
         f"safepoint.{name}",
         sources=[f"native/{s}" for s in sources],
+        depends=[f"native/{h}" for h in headers],
         include_dirs=["native"],
         extra_compile_args=compile_args(),
     )
@@ -29,6 +29,11 @@ def native_module(name: str, *sources: str) -> Extension:
 setup(
     cffi_modules=["native/build.py:ffibuilder"],
     ext_modules=[
-        native_module("_sp_batch", "sp_batch.c"),
+        native_module("_sp_batch", ["sp_batch.c"]),
+        native_module(
+            "_sp_memtable",
+            ["sp_memtable.c", "sp_memtable_order.c", "sp_memtable_iter.c", "sp_core.c"],
+            ["sp_memtable.h", "sp_core.h"],
+        ),
     ],
 )

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Build the native core with AddressSanitizer and UndefinedBehaviorSanitizer
 # and run the codec tests against that build: every scan, encode and CRC the
-# hypothesis tests drive then checks for out-of-bounds reads and UB.
+# hypothesis tests drive then checks for out-of-bounds reads and UB.  The
+# native memtable (safepoint._sp_memtable, setup.py's ext_modules) is built
+# the same way and its tests run too.
 #
-#   fuzz/build_asan.sh                       # test_records, test_format, test_wal_native
+#   fuzz/build_asan.sh                       # test_records, test_format, test_wal_native,
+#                                            # test_memtable_native
 #   HYPOTHESIS_PROFILE=ci fuzz/build_asan.sh -k damage
 #   SANITIZER=thread fuzz/build_asan.sh -k "group or gather"
 #                                            # ThreadSanitizer on the group-commit engine
@@ -22,7 +25,8 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 cp -r "$root/src" "$root/native" "$work/"
-rm -f "$work"/src/safepoint/_sp_core*.so
+cp "$root/setup.py" "$root/pyproject.toml" "$root/README.md" "$work/"
+rm -f "$work"/src/safepoint/_sp_core*.so "$work"/src/safepoint/_sp_memtable*.so
 if [ "${SANITIZER:-address}" = thread ]; then
     sanitize="-fsanitize=thread -fno-omit-frame-pointer"
     preload_libs="libtsan.so"
@@ -38,6 +42,11 @@ fi
         "import sys; sys.path.insert(0, 'native'); import build; build.ffibuilder.compile(tmpdir='.')" \
         >/dev/null
     mv safepoint/_sp_core*.so src/safepoint/
+    # setup.py's plain extensions, built in place (into src/safepoint/);
+    # build_ext rebuilds the cffi core too, with the same flags.
+    CC=$cc CFLAGS="$sanitize -g" LDFLAGS="$sanitize" "$python" setup.py -q build_ext --inplace \
+        >/dev/null 2>&1
+    ls src/safepoint/_sp_memtable*.so >/dev/null
 )
 
 preload=""
@@ -48,7 +57,8 @@ if [ "${1:-}" = "--fuzz" ]; then
     shift 2
     command=("$python" "$root/fuzz/fuzz_$target.py" "$@")
 else
-    command=("$python" -m pytest -q -p no:cacheprovider tests/test_records.py tests/test_format.py tests/test_wal_native.py "$@")
+    command=("$python" -m pytest -q -p no:cacheprovider tests/test_records.py tests/test_format.py tests/test_wal_native.py \
+        tests/test_memtable_native.py "$@")
 fi
 TSAN_OPTIONS=halt_on_error=1:report_signal_unsafe=0 \
 ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \

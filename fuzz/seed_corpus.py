@@ -133,6 +133,24 @@ def wal_engine_seeds(rng: random.Random) -> dict[str, bytes]:
     }
 
 
+def memtable_seeds() -> dict[str, bytes]:
+    """Scripts for targets.memtable (fuzz/memtable_target.py): op byte % 10,
+    then the op's keys (pool index < 0xC0), values and lengths."""
+    put, put_big = bytes([0, 1, 7]) + b"1234567", bytes([0, 6, 23]) + b"v" * 23
+    delete, get, fold = bytes([0, 2, 5]), bytes([5, 1]), bytes([9, 3])
+    commit = bytes([2, 3, 0, 1, 3, 2, 5, 4, 4]) + b"abcd"
+    good = encode_payload([(OP_PUT, b"k", b"v"), (OP_DELETE, b"a", None)])
+    span = bytes([4, 2, 1, 1, 2]) + bytes([1, 3, 0, 2]) + b"xy" + bytes([1, len(good)]) + good
+    return {
+        "writes-and-reads": put + delete + commit + get + bytes([6, 0, 2]) + fold,
+        "iterator-across-writes": put + bytes([7, 0]) + put_big + bytes([8, 0, 8, 0]) + fold,
+        "fuzzed-payload-valid": bytes([3, len(good)]) + good + fold,
+        "fuzzed-payload-bad": bytes([3, 5]) + b"\x01\x00\x00\x00\x09" + fold,
+        "record-span": span + get + fold,
+        "record-span-bad": bytes([4, 1, 1, 1, 2, 1, 6]) + b"\x02\x00\x00\x00\x01\x00" + fold,
+    }
+
+
 def main() -> None:
     rng = random.Random(20261127)
     seeds = {
@@ -141,6 +159,7 @@ def main() -> None:
         "recovery": recovery_seeds(rng),
         "manifest": manifest_seeds(),
         "wal_engine": wal_engine_seeds(rng),
+        "memtable": memtable_seeds(),
     }
     for target, inputs in seeds.items():
         d = CORPUS / target

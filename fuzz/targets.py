@@ -22,6 +22,10 @@ through them in CI.  Targets:
                 and syncs run on the native group-commit engine and on the
                 Python oracle (wal.py): each step ends alike, and both logs
                 hold the same records in the same segments.
+* ``memtable``  a script of writes (valid and fuzzed payloads and record
+                spans) and reads run on the native memtable and the Python
+                oracle: every answer equal, every malformed input refused
+                with the table unchanged (fuzz/memtable_target.py).
 
 Half of the inputs of ``scan`` and ``recovery`` are read as a recipe for a
 valid log (records with correct CRCs) followed by damage, so the fuzzer
@@ -39,6 +43,7 @@ from collections.abc import Callable
 from typing import Any
 
 import crc32c as crc32c_package
+from memtable_target import memtable  # fuzz/memtable_target.py, beside this file
 
 import safepoint
 from safepoint import _records_native as native
@@ -387,4 +392,5 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "recovery": recovery,
     "manifest": manifest,
     "wal_engine": wal_engine,
+    "memtable": memtable,
 }

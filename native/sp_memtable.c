@@ -1,0 +1,726 @@
+/* sp_memtable.c -- safepoint._sp_memtable.NativeMemtable, the native memtable.
+ *
+ * The API and its contract are those of safepoint.memtable.Memtable (the
+ * Python oracle); docs/design.md "The memtable" says why this exists.
+ *
+ * Layout.  Keys and values are never copied into per-entry objects: every
+ * entry points into a retained buffer, a *chunk*: the bytes payload of
+ * apply_commit (a reference), the buffer of apply_records (a Py_buffer on a
+ * bytes object or recovery's mmap), or one PyMem block of keys and values
+ * per put/update call.  In every op the value follows the key, so an entry
+ * is (chunk, offset of its key, key length, value length).  An overwrite
+ * points the entry at the new op; each chunk counts its live entries and is
+ * released when that reaches 0, so rewriting one key forever holds one chunk.
+ *
+ * The entries array is in insertion order and never shrinks (a delete is a
+ * tombstone), so, as in the oracle, the sorted order covers a prefix of it
+ * and an ordered read sorts only the entries past that prefix, then merges.
+ * A sorted array (Order) is refcounted: iterators hold one, and it is never
+ * changed in place.
+ *
+ * Concurrency: every method holds the GIL and never releases it.  Writers
+ * parse and validate everything, and allocate Python objects, before they
+ * change anything, so no Python code (which could switch threads or re-enter)
+ * runs while the table is half-updated; buffers a write frees are released
+ * only once the table is consistent again (sweep()).  Readers re-fetch raw
+ * pointers after each allocation of a GC-tracked object (which may run
+ * finalizers, hence other threads' writes).
+ */
+
+#include "sp_memtable.h"
+
+#include <structmember.h>
+
+#include "sp_core.h"
+
+static PyTypeObject TableType;
+static uint64_t hash_seed;
+
+/* --- little helpers ------------------------------------------------------ */
+
+static inline uint64_t rd64(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+static inline uint32_t rd_le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static inline uint64_t mix(uint64_t a, uint64_t b)
+{
+    __uint128_t r = (__uint128_t)a * b;
+    return (uint64_t)r ^ (uint64_t)(r >> 64);
+}
+
+/* wyhash-style multiply-mix, seeded per process (os.urandom) against
+ * chosen-key collisions. */
+static uint32_t key_hash(const uint8_t *p, size_t n)
+{
+    uint64_t h = hash_seed ^ ((uint64_t)n * UINT64_C(0x9E3779B97F4A7C15));
+    while (n > 8) {
+        h = mix(h ^ rd64(p), UINT64_C(0xA0761D6478BD642F));
+        p += 8;
+        n -= 8;
+    }
+    uint64_t t = 0;
+    memcpy(&t, p, n);
+    h = mix(h ^ t, UINT64_C(0xE7037ED1A0B428DB));
+    h = mix(h, UINT64_C(0x8EBC6AF09C88C6E3));
+    return (uint32_t)(h ^ (h >> 32));
+}
+
+static int check_key(PyObject *key)
+{
+    if (!PyBytes_Check(key)) {
+        PyErr_Format(PyExc_TypeError, "key must be bytes, not %.100s", Py_TYPE(key)->tp_name);
+        return -1;
+    }
+    Py_ssize_t n = PyBytes_GET_SIZE(key);
+    if (n < 1 || n > SP_MAX_KEY_SIZE) {
+        PyErr_Format(PyExc_ValueError, "key must be 1..%d bytes, got %zd", SP_MAX_KEY_SIZE, n);
+        return -1;
+    }
+    return 0;
+}
+
+static int check_value(PyObject *value)
+{
+    if (value == Py_None)
+        return 0;
+    if (!PyBytes_Check(value)) {
+        PyErr_Format(PyExc_TypeError, "value must be bytes or None, not %.100s",
+                     Py_TYPE(value)->tp_name);
+        return -1;
+    }
+    if ((uint64_t)PyBytes_GET_SIZE(value) >= TOMB) {
+        PyErr_SetString(PyExc_ValueError, "value is larger than 4 GiB");
+        return -1;
+    }
+    return 0;
+}
+
+/* --- chunks -------------------------------------------------------------- */
+
+/* A new chunk, pinned (live = 1) until chunk_unpin.  Steals nothing: on
+ * failure the caller still owns owner/view/memory. */
+static uint32_t chunk_new(Table *t, const uint8_t *base, size_t size, PyObject *owner,
+                          Py_buffer *view)
+{
+    uint32_t c = t->free_head;
+    if (c != NONE32) {
+        t->free_head = t->chunks[c].next;
+    } else {
+        if (t->nchunks == t->chunks_cap) {
+            if (t->chunks_cap >= NONE32 / 2) {
+                PyErr_NoMemory();
+                return NONE32;
+            }
+            uint32_t cap = t->chunks_cap ? t->chunks_cap * 2 : 16;
+            Chunk *ch = PyMem_Realloc(t->chunks, (size_t)cap * sizeof(Chunk));
+            if (!ch) {
+                PyErr_NoMemory();
+                return NONE32;
+            }
+            t->chunks = ch;
+            t->chunks_cap = cap;
+        }
+        c = t->nchunks++;
+    }
+    Chunk *ch = &t->chunks[c];
+    ch->base = base;
+    ch->owner = owner;
+    ch->view = view;
+    ch->size = size;
+    ch->live = 1;
+    ch->next = NONE32;
+    t->chunk_bytes += size;
+    return c;
+}
+
+static inline void chunk_unref(Table *t, uint32_t c)
+{
+    Chunk *ch = &t->chunks[c];
+    if (--ch->live == 0) {
+        ch->next = t->dying_head;
+        t->dying_head = c;
+    }
+}
+
+/* Release every chunk whose last entry went.  Runs only when the table is
+ * consistent: releasing a buffer or a reference may run Python code. */
+static void sweep(Table *t)
+{
+    while (t->dying_head != NONE32) {
+        uint32_t c = t->dying_head;
+        Chunk *ch = &t->chunks[c];
+        t->dying_head = ch->next;
+        PyObject *owner = ch->owner;
+        Py_buffer *view = ch->view;
+        void *mem = (owner || view) ? NULL : (void *)ch->base;
+        t->chunk_bytes -= ch->size;
+        ch->base = NULL;
+        ch->owner = NULL;
+        ch->view = NULL;
+        ch->size = 0;
+        ch->next = t->free_head;
+        t->free_head = c;
+        PyMem_Free(mem);
+        if (view) {
+            PyBuffer_Release(view);
+            PyMem_Free(view);
+        }
+        Py_XDECREF(owner);
+    }
+}
+
+/* --- the hash index ------------------------------------------------------ */
+
+static Slot *find_slot(const Table *t, const uint8_t *k, size_t n, uint32_t h)
+{
+    size_t i = h & t->mask;
+    for (;;) {
+        Slot *s = &t->slots[i];
+        if (s->idx1 == 0)
+            return s;
+        if (s->hash == h) {
+            const Entry *e = &t->entries[s->idx1 - 1];
+            if (klen_of(e) == n && memcmp(key_of(t, e), k, n) == 0)
+                return s;
+        }
+        i = (i + 1) & t->mask;
+    }
+}
+
+static int grow_slots(Table *t)
+{
+    size_t cap = (t->mask + 1) * 2;
+    Slot *slots = PyMem_Calloc(cap, sizeof(Slot));
+    if (!slots) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    size_t mask = cap - 1;
+    for (size_t i = 0; i <= t->mask; i++) {
+        Slot s = t->slots[i];
+        if (s.idx1) {
+            size_t j = s.hash & mask;
+            while (slots[j].idx1)
+                j = (j + 1) & mask;
+            slots[j] = s;
+        }
+    }
+    PyMem_Free(t->slots);
+    t->slots = slots;
+    t->mask = mask;
+    return 0;
+}
+
+/* Room for one more entry (array and index, load <= 3/4). */
+static int reserve_one(Table *t)
+{
+    if (t->count >= MAX_ENTRIES) {
+        PyErr_SetString(PyExc_OverflowError, "memtable is full (2^32 - 2 keys)");
+        return -1;
+    }
+    if (t->count == t->cap) {
+        uint64_t cap = t->cap ? (uint64_t)t->cap + t->cap / 2 : 16;
+        if (cap > MAX_ENTRIES)
+            cap = MAX_ENTRIES;
+        Entry *e = PyMem_Realloc(t->entries, (size_t)cap * sizeof(Entry));
+        if (!e) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        t->entries = e;
+        t->cap = (uint32_t)cap;
+    }
+    if (((size_t)t->count + 1) * 4 > (t->mask + 1) * 3)
+        return grow_slots(t);
+    return 0;
+}
+
+/* Point key (at chunk c, offset off) at the value that follows it.  Fails
+ * only for want of memory, with the table consistent. */
+static int table_set(Table *t, uint32_t c, uint64_t off, size_t klen, uint32_t vlen)
+{
+    const uint8_t *k = t->chunks[c].base + off;
+    uint32_t h = key_hash(k, klen);
+    Slot *s = find_slot(t, k, klen, h);
+    uint64_t offk = off | ((uint64_t)klen << OFF_BITS);
+    if (s->idx1) {
+        Entry *e = &t->entries[s->idx1 - 1];
+        uint32_t old = e->chunk;
+        e->offk = offk;
+        e->chunk = c;
+        e->vlen = vlen;
+        t->chunks[c].live++;
+        chunk_unref(t, old);
+        return 0;
+    }
+    if (((size_t)t->count + 1) * 4 > (t->mask + 1) * 3 || t->count == t->cap) {
+        if (reserve_one(t) < 0)
+            return -1;
+        s = find_slot(t, k, klen, h);
+    }
+    uint32_t i = t->count++;
+    t->entries[i].offk = offk;
+    t->entries[i].chunk = c;
+    t->entries[i].vlen = vlen;
+    t->chunks[c].live++;
+    s->idx1 = i + 1;
+    s->hash = h;
+    return 0;
+}
+
+static const Entry *lookup_entry(const Table *t, PyObject *key)
+{
+    const uint8_t *k = (const uint8_t *)PyBytes_AS_STRING(key);
+    size_t n = (size_t)PyBytes_GET_SIZE(key);
+    Slot *s = find_slot(t, k, n, key_hash(k, n));
+    return s->idx1 ? &t->entries[s->idx1 - 1] : NULL;
+}
+
+/* --- payloads ------------------------------------------------------------ */
+
+/* Check that p[0..len) is exactly one payload (docs/format.md) whose keys
+ * are 1..511 bytes; `where` is its offset in the caller's buffer, for the
+ * message. */
+static int check_payload(const uint8_t *p, size_t len, size_t where)
+{
+    if (len < 4) {
+        PyErr_Format(PyExc_ValueError, "payload at offset %zu: %zu bytes, no op count", where,
+                     len);
+        return -1;
+    }
+    uint32_t count = rd_le32(p);
+    size_t pos = 4;
+    for (uint32_t i = 0; i < count; i++) {
+        if (len - pos < SP_OP_HEADER_SIZE) {
+            PyErr_Format(PyExc_ValueError,
+                         "payload at offset %zu: op %u of %u at offset %zu: header runs past "
+                         "the payload",
+                         where, i, count, where + pos);
+            return -1;
+        }
+        unsigned kind = p[pos];
+        size_t klen = (size_t)p[pos + 1] | (size_t)p[pos + 2] << 8;
+        size_t vlen = rd_le32(p + pos + 3);
+        const char *why = NULL;
+        if (kind != SP_OP_PUT && kind != SP_OP_DELETE)
+            why = "unknown op kind";
+        else if (kind == SP_OP_DELETE && vlen)
+            why = "a delete with a value";
+        else if (klen < 1 || klen > SP_MAX_KEY_SIZE)
+            why = "key length not in 1..511";
+        else if (klen + vlen > len - pos - SP_OP_HEADER_SIZE)
+            why = "key or value runs past the payload";
+        if (why) {
+            PyErr_Format(PyExc_ValueError, "payload at offset %zu: op %u at offset %zu: %s",
+                         where, i, where + pos, why);
+            return -1;
+        }
+        pos += SP_OP_HEADER_SIZE + klen + vlen;
+    }
+    if (pos != len) {
+        PyErr_Format(PyExc_ValueError,
+                     "payload at offset %zu: %zu bytes left over at offset %zu after %u ops",
+                     where, len - pos, where + pos, count);
+        return -1;
+    }
+    return 0;
+}
+
+/* Apply a payload already checked by check_payload, at `off` in chunk c. */
+static int apply_payload(Table *t, uint32_t c, size_t off)
+{
+    const uint8_t *base = t->chunks[c].base;
+    uint32_t count = rd_le32(base + off);
+    size_t pos = off + 4;
+    for (uint32_t i = 0; i < count; i++) {
+        const uint8_t *h = base + pos;
+        size_t klen = (size_t)h[1] | (size_t)h[2] << 8;
+        uint32_t vlen = rd_le32(h + 3);
+        pos += SP_OP_HEADER_SIZE;
+        if (table_set(t, c, pos, klen, h[0] == SP_OP_PUT ? vlen : TOMB) < 0)
+            return -1;
+        pos += klen + vlen;
+    }
+    return 0;
+}
+
+/* End a write that filled chunk c: drop its pin, release what died. */
+static void finish_write(Table *t, uint32_t c)
+{
+    if (c != NONE32)
+        chunk_unref(t, c);
+    sweep(t);
+}
+
+/* --- the type: writes ---------------------------------------------------- */
+
+static PyObject *Table_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    if (PyTuple_GET_SIZE(args) || (kwds && PyDict_GET_SIZE(kwds))) {
+        PyErr_SetString(PyExc_TypeError, "NativeMemtable() takes no arguments");
+        return NULL;
+    }
+    Table *t = (Table *)type->tp_alloc(type, 0);
+    if (!t)
+        return NULL;
+    t->slots = PyMem_Calloc(16, sizeof(Slot));
+    if (!t->slots) {
+        Py_DECREF(t);
+        return PyErr_NoMemory();
+    }
+    t->mask = 15;
+    t->free_head = t->dying_head = NONE32;
+    return (PyObject *)t;
+}
+
+static void Table_dealloc(Table *t)
+{
+    for (uint32_t c = 0; c < t->nchunks; c++) {
+        if (t->chunks[c].live) {
+            t->chunks[c].live = 0;
+            t->chunks[c].next = t->dying_head;
+            t->dying_head = c;
+        }
+    }
+    sweep(t);
+    mt_order_decref(t->order);
+    PyMem_Free(t->entries);
+    PyMem_Free(t->slots);
+    PyMem_Free(t->chunks);
+    Py_TYPE(t)->tp_free((PyObject *)t);
+}
+
+/* One owned chunk holding the keys and values of n (key, value) pairs,
+ * all checked already. */
+static PyObject *put_pairs(Table *t, PyObject *const *kv, Py_ssize_t n, Py_ssize_t stride)
+{
+    size_t total = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *k = kv[i * stride], *v = kv[i * stride + 1];
+        total += (size_t)PyBytes_GET_SIZE(k) + (v == Py_None ? 0 : (size_t)PyBytes_GET_SIZE(v));
+        if (total > (size_t)PY_SSIZE_T_MAX)
+            return PyErr_NoMemory();
+    }
+    if (n == 0)
+        Py_RETURN_NONE;
+    uint8_t *mem = PyMem_Malloc(total);
+    if (!mem)
+        return PyErr_NoMemory();
+    uint32_t c = chunk_new(t, mem, total, NULL, NULL);
+    if (c == NONE32) {
+        PyMem_Free(mem);
+        return NULL;
+    }
+    size_t pos = 0;
+    int rc = 0;
+    for (Py_ssize_t i = 0; i < n && rc == 0; i++) {
+        PyObject *k = kv[i * stride], *v = kv[i * stride + 1];
+        size_t kl = (size_t)PyBytes_GET_SIZE(k);
+        memcpy(mem + pos, PyBytes_AS_STRING(k), kl);
+        uint32_t vl = TOMB;
+        if (v != Py_None) {
+            vl = (uint32_t)PyBytes_GET_SIZE(v);
+            memcpy(mem + pos + kl, PyBytes_AS_STRING(v), vl);
+        }
+        rc = table_set(t, c, pos, kl, vl);
+        pos += kl + (vl == TOMB ? 0 : vl);
+    }
+    finish_write(t, c);
+    if (rc < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Table_put(Table *t, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "put() takes 2 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    if (check_key(args[0]) < 0 || check_value(args[1]) < 0)
+        return NULL;
+    return put_pairs(t, args, 1, 2);
+}
+
+static PyObject *Table_update(Table *t, PyObject *mapping)
+{
+    /* Every Python step (items(), iteration) happens before any change. */
+    PyObject *items = PyDict_Check(mapping) ? PyDict_Items(mapping) : PyMapping_Items(mapping);
+    if (!items)
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(items);
+    PyObject **kv = PyMem_Malloc(sizeof(PyObject *) * (size_t)(n ? 2 * n : 1));
+    if (!kv) {
+        Py_DECREF(items);
+        return PyErr_NoMemory();
+    }
+    PyObject *res = NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PyList_GET_ITEM(items, i);
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2) {
+            PyErr_SetString(PyExc_TypeError, "mapping items must be (key, value) pairs");
+            goto done;
+        }
+        kv[2 * i] = PyTuple_GET_ITEM(item, 0);
+        kv[2 * i + 1] = PyTuple_GET_ITEM(item, 1);
+        if (check_key(kv[2 * i]) < 0 || check_value(kv[2 * i + 1]) < 0)
+            goto done;
+    }
+    res = put_pairs(t, kv, n, 2);
+done:
+    PyMem_Free(kv);
+    Py_DECREF(items);
+    return res;
+}
+
+static PyObject *Table_apply_commit(Table *t, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "apply_commit() takes 2 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    PyObject *payload = args[1];
+    if (!PyBytes_Check(payload)) {
+        PyErr_Format(PyExc_TypeError, "payload must be bytes, not %.100s",
+                     Py_TYPE(payload)->tp_name);
+        return NULL;
+    }
+    const uint8_t *p = (const uint8_t *)PyBytes_AS_STRING(payload);
+    size_t len = (size_t)PyBytes_GET_SIZE(payload);
+    if (check_payload(p, len, 0) < 0)
+        return NULL;
+    if (rd_le32(p) == 0)
+        Py_RETURN_NONE;
+    uint32_t c = chunk_new(t, p, len + sizeof(PyBytesObject), payload, NULL);
+    if (c == NONE32)
+        return NULL;
+    Py_INCREF(payload);
+    int rc = apply_payload(t, c, 0);
+    finish_write(t, c);
+    if (rc < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* Check the whole records in p[start..stop). */
+static int check_records(const uint8_t *p, size_t start, size_t stop)
+{
+    size_t pos = start;
+    while (pos < stop) {
+        if (stop - pos < SP_RECORD_HEADER_SIZE) {
+            PyErr_Format(PyExc_ValueError,
+                         "record at offset %zu: header runs past the span end %zu", pos, stop);
+            return -1;
+        }
+        size_t length = rd_le32(p + pos + 4);
+        if (length > stop - pos - SP_RECORD_HEADER_SIZE) {
+            PyErr_Format(PyExc_ValueError,
+                         "record at offset %zu: payload of %zu bytes runs past the span end %zu",
+                         pos, length, stop);
+            return -1;
+        }
+        if (check_payload(p + pos + SP_RECORD_HEADER_SIZE, length, pos + SP_RECORD_HEADER_SIZE) <
+            0)
+            return -1;
+        pos += SP_RECORD_HEADER_SIZE + length;
+    }
+    return 0;
+}
+
+static PyObject *Table_apply_records(Table *t, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_ssize_t start, stop;
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "apply_records() takes 3 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    Py_buffer *view = PyMem_Malloc(sizeof(Py_buffer));
+    if (!view)
+        return PyErr_NoMemory();
+    if (PyObject_GetBuffer(args[0], view, PyBUF_SIMPLE) < 0) {
+        PyMem_Free(view);
+        return NULL;
+    }
+    /* Index conversion may run Python code (__index__): before any change. */
+    start = PyNumber_AsSsize_t(args[1], PyExc_OverflowError);
+    if (start == -1 && PyErr_Occurred())
+        goto fail;
+    stop = PyNumber_AsSsize_t(args[2], PyExc_OverflowError);
+    if (stop == -1 && PyErr_Occurred())
+        goto fail;
+    if (start < 0 || start > stop || stop > view->len) {
+        PyErr_Format(PyExc_ValueError, "need 0 <= start <= stop <= %zd, got start %zd stop %zd",
+                     view->len, start, stop);
+        goto fail;
+    }
+    if ((uint64_t)view->len > OFF_MASK) {
+        PyErr_SetString(PyExc_ValueError, "buffer is larger than 2^48 bytes");
+        goto fail;
+    }
+    const uint8_t *p = view->buf;
+    if (check_records(p, (size_t)start, (size_t)stop) < 0)
+        goto fail;
+    if (start == stop)
+        goto empty;
+    uint32_t c = chunk_new(t, p, (size_t)view->len, NULL, view);
+    if (c == NONE32)
+        goto fail;
+    int rc = 0;
+    for (size_t pos = (size_t)start; pos < (size_t)stop && rc == 0;) {
+        size_t length = rd_le32(p + pos + 4);
+        rc = apply_payload(t, c, pos + SP_RECORD_HEADER_SIZE);
+        pos += SP_RECORD_HEADER_SIZE + length;
+    }
+    finish_write(t, c);
+    if (rc < 0)
+        return NULL;
+    Py_RETURN_NONE;
+empty:
+    PyBuffer_Release(view);
+    PyMem_Free(view);
+    Py_RETURN_NONE;
+fail:
+    PyBuffer_Release(view);
+    PyMem_Free(view);
+    return NULL;
+}
+
+/* --- the type: point reads ----------------------------------------------- */
+
+static PyObject *Table_get(Table *t, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 1 || nargs > 2) {
+        PyErr_Format(PyExc_TypeError, "get() takes 1 or 2 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    if (check_key(args[0]) < 0)
+        return NULL;
+    const Entry *e = lookup_entry(t, args[0]);
+    if (e)
+        return value_of(t, e);
+    PyObject *dflt = nargs == 2 ? args[1] : Py_None;
+    Py_INCREF(dflt);
+    return dflt;
+}
+
+static PyObject *Table_lookup(Table *t, PyObject *key)
+{
+    if (check_key(key) < 0)
+        return NULL;
+    const Entry *e = lookup_entry(t, key);
+    if (!e)
+        return PyTuple_Pack(2, Py_False, Py_None);
+    PyObject *v = value_of(t, e);
+    if (!v)
+        return NULL;
+    PyObject *res = PyTuple_Pack(2, Py_True, v);
+    Py_DECREF(v);
+    return res;
+}
+
+static Py_ssize_t Table_len(Table *t) { return (Py_ssize_t)t->count; }
+
+static PyObject *Table_payload_bytes(Table *t, void *closure)
+{
+    (void)closure;
+    size_t n = t->chunk_bytes + (size_t)t->cap * sizeof(Entry) + (t->mask + 1) * sizeof(Slot) +
+               (size_t)t->chunks_cap * sizeof(Chunk);
+    if (t->order)
+        n += sizeof(Order) + (size_t)t->order->n * sizeof(uint32_t);
+    return PyLong_FromSize_t(n);
+}
+
+static PyMethodDef Table_methods[] = {
+    {"get", (PyCFunction)(void (*)(void))Table_get, METH_FASTCALL,
+     "get(key, default=None): the value (a new bytes), None for a delete, or default."},
+    {"lookup", (PyCFunction)Table_lookup, METH_O,
+     "lookup(key) -> (found, value): found is False if the memtable says nothing."},
+    {"put", (PyCFunction)(void (*)(void))Table_put, METH_FASTCALL,
+     "put(key, value): set key to value (None records a delete)."},
+    {"update", (PyCFunction)Table_update, METH_O,
+     "update(mapping): set every key of mapping to its value, in its order."},
+    {"apply_commit", (PyCFunction)(void (*)(void))Table_apply_commit, METH_FASTCALL,
+     "apply_commit(writes, payload): apply one committed transaction's payload (kept by "
+     "reference)."},
+    {"apply_records", (PyCFunction)(void (*)(void))Table_apply_records, METH_FASTCALL,
+     "apply_records(buf, start, stop): apply every op of the whole records in "
+     "buf[start:stop] (a buffer reference is kept)."},
+    {"items", (PyCFunction)(void (*)(void))mt_items, METH_VARARGS | METH_KEYWORDS,
+     "items(start=None, stop=None): (key, value) with start <= key < stop, ascending."},
+    {"snapshot", (PyCFunction)(void (*)(void))mt_snapshot, METH_VARARGS | METH_KEYWORDS,
+     "snapshot(start=None, stop=None): list(items(start, stop))."},
+    {"fold_batches", (PyCFunction)mt_fold_batches, METH_O,
+     "fold_batches(step): (puts, deletes) batches of at most step keys, in key order."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef Table_members[] = {
+    {"last_lsn", T_ULONGLONG, offsetof(Table, last_lsn), 0, "LSN of the last applied commit."},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyGetSetDef Table_getset[] = {
+    {"payload_bytes", (getter)Table_payload_bytes, NULL,
+     "Bytes held: retained buffers, entries, hash index, sorted order.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PySequenceMethods Table_as_sequence = {
+    .sq_length = (lenfunc)Table_len,
+};
+
+static PyTypeObject TableType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "safepoint._sp_memtable.NativeMemtable",
+    .tp_basicsize = sizeof(Table),
+    .tp_dealloc = (destructor)Table_dealloc,
+    .tp_as_sequence = &Table_as_sequence,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "The memtable, native: keys and values kept in retained buffers "
+              "(see safepoint.memtable.Memtable for the contract).",
+    .tp_methods = Table_methods,
+    .tp_members = Table_members,
+    .tp_getset = Table_getset,
+    .tp_new = Table_new,
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "safepoint._sp_memtable",
+    .m_doc = "The native memtable (native/sp_memtable.c).",
+    .m_size = -1,
+};
+
+PyMODINIT_FUNC PyInit__sp_memtable(void)
+{
+    PyObject *os = PyImport_ImportModule("os");
+    if (!os)
+        return NULL;
+    PyObject *seed = PyObject_CallMethod(os, "urandom", "i", 8);
+    Py_DECREF(os);
+    if (!seed)
+        return NULL;
+    memcpy(&hash_seed, PyBytes_AS_STRING(seed), 8);
+    Py_DECREF(seed);
+    if (PyType_Ready(&TableType) < 0 || PyType_Ready(&mt_ItemsIterType) < 0 ||
+        PyType_Ready(&mt_FoldIterType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&module_def);
+    if (!m)
+        return NULL;
+    Py_INCREF(&TableType);
+    if (PyModule_AddObject(m, "NativeMemtable", (PyObject *)&TableType) < 0) {
+        Py_DECREF(&TableType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

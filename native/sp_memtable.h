@@ -1,0 +1,93 @@
+/* sp_memtable.h -- the native memtable's data layout, shared by
+ * sp_memtable.c (the Python type) and sp_memtable_order.c (the sorted order).
+ * See sp_memtable.c for the design. */
+#ifndef SP_MEMTABLE_H
+#define SP_MEMTABLE_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#define TOMB UINT32_MAX /* value length of a tombstone */
+#define NONE32 UINT32_MAX
+#define OFF_BITS 48
+#define OFF_MASK ((UINT64_C(1) << OFF_BITS) - 1)
+#define MAX_ENTRIES (UINT32_MAX - 1)
+
+typedef struct {
+    uint64_t offk;  /* key offset in its chunk (low 48 bits) | key_len << 48 */
+    uint32_t chunk;
+    uint32_t vlen;  /* TOMB for a delete */
+} Entry;
+
+typedef struct {
+    const uint8_t *base;
+    PyObject *owner;  /* a bytes payload (apply_commit), or NULL */
+    Py_buffer *view;  /* apply_records' buffer, or NULL; neither: PyMem block */
+    size_t size;      /* bytes this chunk keeps alive */
+    uint32_t live;    /* entries pointing here (+1 while being filled) */
+    uint32_t next;    /* free list / dying list link */
+} Chunk;
+
+typedef struct {
+    Py_ssize_t refs;
+    uint32_t n;
+    uint32_t idx[];
+} Order;
+
+typedef struct {
+    uint32_t idx1; /* entry index + 1; 0: empty */
+    uint32_t hash;
+} Slot;
+
+typedef struct {
+    PyObject_HEAD
+    Entry *entries;
+    uint32_t count, cap;
+    Slot *slots;
+    size_t mask;  /* slots: mask + 1 */
+    Chunk *chunks;
+    uint32_t nchunks, chunks_cap, free_head, dying_head;
+    size_t chunk_bytes;
+    Order *order;
+    unsigned long long last_lsn;
+} Table;
+
+static inline size_t klen_of(const Entry *e) { return (size_t)(e->offk >> OFF_BITS); }
+
+static inline const uint8_t *key_of(const Table *t, const Entry *e)
+{
+    return t->chunks[e->chunk].base + (e->offk & OFF_MASK);
+}
+
+static inline int cmp_keys(const uint8_t *a, size_t an, const uint8_t *b, size_t bn)
+{
+    int c = memcmp(a, b, an < bn ? an : bn);
+    if (c)
+        return c;
+    return (an > bn) - (an < bn);
+}
+
+static inline PyObject *value_of(const Table *t, const Entry *e)
+{
+    if (e->vlen == TOMB)
+        Py_RETURN_NONE;
+    return PyBytes_FromStringAndSize((const char *)key_of(t, e) + klen_of(e), e->vlen);
+}
+
+/* The sorted order of every entry (borrowed from t; NULL + MemoryError). */
+Order *mt_ordered(Table *t);
+void mt_order_decref(Order *o);
+/* First position in o whose key is >= k[0..n). */
+uint32_t mt_lower_bound(const Table *t, const Order *o, const uint8_t *k, size_t n);
+
+
+/* sp_memtable_iter.c: the ordered reads. */
+extern PyTypeObject mt_ItemsIterType, mt_FoldIterType;
+PyObject *mt_items(Table *t, PyObject *args, PyObject *kwds);
+PyObject *mt_snapshot(Table *t, PyObject *args, PyObject *kwds);
+PyObject *mt_fold_batches(Table *t, PyObject *step);
+
+#endif

@@ -1,0 +1,402 @@
+"""The native memtable (safepoint._sp_memtable) against the Python oracle.
+
+A hypothesis state machine drives both through the same writes (put, update,
+apply_commit, apply_records of real records) and compares every answer (get,
+lookup, ranges, iterators opened before later writes, snapshot, len,
+fold_batches).  Targeted tests cover what the machine cannot see: buffers
+released when their last entry is overwritten, orders never changed in
+place, malformed input refused with the table unchanged, an mmap kept alive
+by the memtable, and lock-free gets beside a writer.
+"""
+
+from __future__ import annotations
+
+import mmap
+import random
+import sys
+import threading
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from safepoint._sp_memtable import NativeMemtable
+
+from safepoint.base import entry_value
+from safepoint.format import MAX_KEY_SIZE
+from safepoint.memtable import Memtable
+from safepoint.records import encode_record, encode_writes
+
+# --- strategies ------------------------------------------------------------------
+
+FIXED = [b"a", b"a\x00", b"a\x00\x00x", b"b", b"key0000000000001", b"key0000000000002"]
+keys = st.one_of(
+    st.sampled_from(FIXED),
+    st.binary(min_size=1, max_size=3),
+    st.builds(lambda n: b"key%013d" % n, st.integers(0, 60)),  # long shared prefix
+    st.builds(
+        lambda p, s: p * (MAX_KEY_SIZE - 1) + s,
+        st.sampled_from([b"L", b"\xff"]),
+        st.binary(min_size=1, max_size=1),
+    ),
+)
+values = st.one_of(st.none(), st.binary(max_size=12))  # None: a delete
+writes = st.dictionaries(keys, values, max_size=24)
+bounds = st.one_of(st.none(), st.binary(max_size=4), st.sampled_from(FIXED))
+
+
+def span_of(batches: list[dict], pad: int) -> tuple[bytes, int, int]:
+    """Whole records of the writes in ``batches`` after ``pad`` junk bytes."""
+    log = b"".join(
+        encode_record(7, lsn, lsn, encode_writes(w)) for lsn, w in enumerate(batches, start=1)
+    )
+    junk = b"\xee" * pad
+    return junk + log + junk, pad, pad + len(log)
+
+
+def records_file(tmp_path, batches: list[dict]):
+    """A file of the records of ``batches``, mapped read-only."""
+    buf, start, stop = span_of(batches, 0)
+    path = tmp_path / "seg"
+    path.write_bytes(buf)
+    with open(path, "rb") as f:
+        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ), start, stop
+
+
+# --- the machine -----------------------------------------------------------------
+
+
+class NativeAgreesWithOracle(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.native = NativeMemtable()
+        self.oracle = Memtable()
+        self.open_iters: list = []
+
+    @rule(k=keys, v=values)
+    def put(self, k, v):
+        self.native.put(k, v)
+        self.oracle.put(k, v)
+
+    @rule(w=writes)
+    def update(self, w):
+        self.native.update(w)
+        self.oracle.update(w)
+
+    @rule(w=writes)
+    def apply_commit(self, w):
+        payload = encode_writes(w)
+        self.native.apply_commit(w, payload)
+        self.oracle.apply_commit(w, payload)
+
+    @rule(batches=st.lists(writes, max_size=5), pad=st.integers(0, 40), as_view=st.booleans())
+    def apply_records(self, batches, pad, as_view):
+        buf, start, stop = span_of(batches, pad)
+        self.native.apply_records(memoryview(buf) if as_view else buf, start, stop)
+        self.oracle.apply_records(buf, start, stop)
+
+    @rule(k=keys)
+    def point_reads_agree(self, k):
+        assert self.native.get(k) == self.oracle.get(k)
+        assert self.native.get(k, "absent") == self.oracle.get(k, "absent")
+        assert self.native.lookup(k) == self.oracle.lookup(k)
+
+    @rule(start=bounds, stop=bounds)
+    def ranges_agree(self, start, stop):
+        assert list(self.native.items(start, stop)) == list(self.oracle.items(start, stop))
+        assert self.native.snapshot(start, stop) == self.oracle.snapshot(start, stop)
+
+    @precondition(lambda self: len(self.open_iters) < 4)
+    @rule(start=bounds, stop=bounds)
+    def open_an_iterator(self, start, stop):
+        self.open_iters.append((self.native.items(start, stop), self.oracle.items(start, stop)))
+
+    @precondition(lambda self: self.open_iters)
+    @rule(i=st.integers(0, 3), n=st.integers(1, 5))
+    def advance_an_iterator(self, i, n):
+        a, b = self.open_iters[i % len(self.open_iters)]
+        for _ in range(n):
+            assert next(a, "end") == next(b, "end")
+
+    @rule(step=st.integers(1, 9))
+    def fold_batches_agree(self, step):
+        assert list(self.native.fold_batches(step)) == list(self.oracle.fold_batches(step))
+
+    @invariant()
+    def same_length(self):
+        assert len(self.native) == len(self.oracle)
+        assert self.native.payload_bytes > 0
+
+    def teardown(self):
+        for a, b in self.open_iters:
+            assert list(a) == list(b)
+
+
+NativeAgreesWithOracle.TestCase.settings = settings(
+    max_examples=max(50, settings.default.max_examples // 4), stateful_step_count=40
+)
+test_native_agrees_with_the_oracle = NativeAgreesWithOracle.TestCase
+
+
+# --- order ------------------------------------------------------------------------
+
+
+@given(
+    st.binary(max_size=12),
+    st.lists(st.binary(max_size=20).map(lambda b: b.replace(b"\x02", b"\x00")), max_size=300),
+    st.integers(0, 5),
+)
+def test_items_are_in_bytes_order_for_keys_sharing_prefixes(prefix, tails, split):
+    # Keys that are prefixes of each other, or equal for 8+ bytes, sort as bytes do.
+    ks = list(dict.fromkeys(prefix + b"x" + t for t in tails))
+    mem = NativeMemtable()
+    cut = len(ks) * split // 5  # part sorted first, the rest merged in
+    mem.update(dict.fromkeys(ks[:cut], b""))
+    list(mem.items())
+    mem.update(dict.fromkeys(ks[cut:], b""))
+    assert [k for k, _ in mem.items()] == sorted(ks)
+
+
+def test_a_handed_out_order_is_unchanged_by_later_keys():
+    mem = NativeMemtable()
+    mem.update({b"b": b"1", b"d": b"2"})
+    taken = mem.items()
+    mem.update({bytes([0x61, i]): b"x" for i in range(100)})
+    mem.put(b"c", b"3")
+    assert list(taken) == [(b"b", b"1"), (b"d", b"2")]
+    assert len(list(mem.items())) == 103
+
+
+def test_an_iterator_reads_values_as_it_advances():
+    mem = NativeMemtable()
+    mem.update({b"a": b"1", b"b": b"2"})
+    it = mem.items()
+    mem.put(b"b", None)
+    mem.put(b"ab", b"new")  # after the call: not in this iterator
+    assert list(it) == [(b"a", b"1"), (b"b", None)]
+
+
+def test_fold_batches_build_base_entries_for_puts_and_list_deletes():
+    mem = NativeMemtable()
+    mem.update({b"k%03d" % i: (None if i % 3 == 0 else b"v%d" % i) for i in range(100)})
+    batches = list(mem.fold_batches(16))
+    assert [len(p) + len(d) for p, d in batches] == [16] * 6 + [4]
+    puts = [p for ps, _ in batches for p in ps]
+    assert puts == [(k, entry_value(k, v)) for k, v in mem.items() if v is not None]
+    assert [k for _, ds in batches for k in ds] == [k for k, v in mem.items() if v is None]
+
+
+# --- memory -----------------------------------------------------------------------
+
+
+def test_rewriting_one_key_does_not_grow_memory():
+    mem = NativeMemtable()
+    for _ in range(100):
+        mem.put(b"weights", bytes(1000))
+    held = mem.payload_bytes
+    for i in range(20_000):
+        mem.put(b"weights", bytes(1000))
+        w = {b"weights": b"%d" % i * 100}
+        mem.apply_commit(w, encode_writes(w))
+    assert mem.payload_bytes <= held + 1000
+
+
+def test_overwriting_every_key_of_a_commit_releases_its_payload():
+    mem = NativeMemtable()
+    w = {b"a": b"1", b"b": b"2"}
+    payload = encode_writes(w)
+    before = sys.getrefcount(payload)
+    mem.apply_commit(w, payload)
+    assert sys.getrefcount(payload) == before + 1
+    mem.put(b"a", b"x")
+    assert sys.getrefcount(payload) == before + 1  # b still points into it
+    mem.update({b"b": None})
+    assert sys.getrefcount(payload) == before
+
+
+def test_payload_bytes_count_a_replayed_buffer_until_its_last_key_goes():
+    buf, start, stop = span_of([{b"k%d" % i: bytes(1000)} for i in range(100)], 0)
+    mem = NativeMemtable()
+    mem.apply_records(buf, start, stop)
+    assert mem.payload_bytes > len(buf)
+    mem.update({b"k%d" % i: None for i in range(99)})
+    assert mem.payload_bytes > len(buf)
+    mem.put(b"k99", b"")
+    assert mem.payload_bytes < len(buf)
+
+
+def test_a_3_mib_value_round_trips():
+    big = random.Random(3).randbytes(3 << 20)
+    mem = NativeMemtable()
+    mem.put(b"big", big)
+    w = {b"big2": big}
+    mem.apply_commit(w, encode_writes(w))
+    assert mem.get(b"big") == big and mem.get(b"big2") == big
+    [(puts, deletes)] = mem.fold_batches(10)
+    assert puts == [(b"big", entry_value(b"big", big)), (b"big2", entry_value(b"big2", big))]
+
+
+def test_an_empty_value_is_not_a_tombstone():
+    mem = NativeMemtable()
+    mem.update({b"empty": b"", b"gone": None})
+    assert mem.get(b"empty") == b"" and mem.lookup(b"empty") == (True, b"")
+    assert mem.get(b"gone", "absent") is None and mem.lookup(b"gone") == (True, None)
+    assert mem.get(b"never", "absent") == "absent" and mem.lookup(b"never") == (False, None)
+
+
+def test_last_lsn_is_a_settable_int():
+    mem = NativeMemtable()
+    assert mem.last_lsn == 0
+    mem.last_lsn = 2**64 - 1
+    assert mem.last_lsn == 2**64 - 1
+
+
+# --- buffers ----------------------------------------------------------------------
+
+
+def test_entries_replayed_from_an_mmap_outlive_the_callers_reference(tmp_path):
+    batches = [{b"k%d" % i: b"v%d" % i, b"gone": None} for i in range(50)]
+    data, start, stop = records_file(tmp_path, batches)
+    mem = NativeMemtable()
+    mem.apply_records(data, start, stop)
+    del data
+    (tmp_path / "seg").unlink()
+    assert mem.get(b"k7") == b"v7"
+    assert mem.snapshot(b"k4", b"k5") == [(b"k4", b"v4")] + [
+        (b"k4%d" % i, b"v4%d" % i) for i in range(10)
+    ]
+
+
+def test_an_mmap_held_by_the_memtable_cannot_be_closed(tmp_path):
+    # Recovery must drop its mmaps, not close them, once it replays into a
+    # NativeMemtable: the memtable holds a buffer export on each.
+    data, start, stop = records_file(tmp_path, [{b"k": b"v"}])
+    mem = NativeMemtable()
+    mem.apply_records(data, start, stop)
+    with pytest.raises(BufferError):
+        data.close()
+    mem.put(b"k", b"new")  # the last entry in it goes: the export is released
+    data.close()
+
+
+def test_concurrent_gets_see_only_written_values():
+    mem = NativeMemtable()
+    written = {b"v%d" % i for i in range(2000)}
+    mem.update({b"k%d" % i: b"v0" for i in range(64)})
+    done = threading.Event()
+    bad: list = []
+
+    def reader():
+        rng = random.Random()
+        while not done.is_set():
+            v = mem.get(b"k%d" % rng.randrange(64))
+            if v not in written:
+                bad.append(v)
+
+    threads = [threading.Thread(target=reader) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for i in range(2000):
+        w = {b"k%d" % (i % 64): b"v%d" % i, b"n%d" % i: b"v%d" % i}
+        mem.apply_commit(w, encode_writes(w))
+        mem.put(b"k%d" % ((i * 7) % 64), b"v%d" % i)
+    done.set()
+    for t in threads:
+        t.join()
+    assert bad == []
+
+
+# Error paths
+
+MALFORMED = {
+    "no op count": b"\x01\x00",
+    "count too high": encode_writes({b"k": b"v"})[:4].replace(b"\x01", b"\x02")
+    + encode_writes({b"k": b"v"})[4:],
+    "unknown kind": b"\x01\x00\x00\x00\x09\x01\x00\x00\x00\x00\x00k",
+    "delete with a value": b"\x01\x00\x00\x00\x02\x01\x00\x01\x00\x00\x00kv",
+    "empty key": b"\x01\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00",
+    "key of 512 bytes": b"\x01\x00\x00\x00\x01\x00\x02\x00\x00\x00\x00" + b"k" * 512,
+    "value past the end": b"\x01\x00\x00\x00\x01\x01\x00\x05\x00\x00\x00kv",
+    "trailing byte": encode_writes({b"k": b"v"}) + b"\x00",
+}
+
+
+def filled_pair() -> tuple[NativeMemtable, list]:
+    mem = NativeMemtable()
+    mem.update({b"a": b"1", b"b": None})
+    return mem, mem.snapshot()
+
+
+@pytest.mark.parametrize("name", MALFORMED)
+def test_a_malformed_payload_is_refused_and_changes_nothing(name):
+    mem, before = filled_pair()
+    bad = MALFORMED[name]
+    good = encode_writes({b"a": b"changed", b"c": b"new"})  # two ops, then the bad ones
+    if len(bad) >= 4:
+        count = 2 + int.from_bytes(bad[:4], "little")
+        bad_after_good = count.to_bytes(4, "little") + good[4:] + bad[4:]
+    else:
+        bad_after_good = good + bad
+    with pytest.raises(ValueError, match="offset"):
+        mem.apply_commit({}, bad_after_good)
+    with pytest.raises(ValueError, match="offset"):
+        mem.apply_commit({}, MALFORMED[name])
+    assert mem.snapshot() == before and len(mem) == 2
+
+
+@pytest.mark.parametrize("name", MALFORMED)
+def test_a_span_with_a_malformed_record_is_refused_and_changes_nothing(name):
+    mem, before = filled_pair()
+    buf, start, stop = span_of([{b"a": b"changed"}], 3)
+    bad = encode_record(7, 2, 2, encode_writes({b"x": b"y"}))[:32]
+    bad = bad[:4] + len(MALFORMED[name]).to_bytes(4, "little") + bad[8:] + MALFORMED[name]
+    buf = buf[:stop] + bad
+    with pytest.raises(ValueError, match=f"offset {stop + 32}"):
+        mem.apply_records(buf, start, len(buf))
+    assert mem.snapshot() == before
+
+
+def test_a_span_ending_inside_a_record_is_refused():
+    mem, before = filled_pair()
+    buf, start, stop = span_of([{b"a": b"x"}, {b"c": b"y"}], 0)
+    for cut in (stop - 1, stop - 20, 10):
+        with pytest.raises(ValueError, match="offset"):
+            mem.apply_records(buf, start, cut)
+    with pytest.raises(ValueError, match="start <= stop"):
+        mem.apply_records(buf, 0, len(buf) + 1)
+    assert mem.snapshot() == before
+
+
+def test_keys_must_be_bytes_of_1_to_511_bytes():
+    mem, before = filled_pair()
+    with pytest.raises(TypeError, match="str"):
+        mem.put("k", b"v")
+    with pytest.raises(TypeError, match="int"):
+        mem.get(1)
+    with pytest.raises(TypeError, match="bytearray"):
+        mem.update({bytearray(b"k"): b"v"})
+    for bad in (b"", b"k" * (MAX_KEY_SIZE + 1)):
+        with pytest.raises(ValueError, match="1..511"):
+            mem.put(bad, b"v")
+        with pytest.raises(ValueError, match="1..511"):
+            mem.lookup(bad)
+    assert mem.snapshot() == before
+
+
+def test_values_must_be_bytes_or_none_and_a_bad_update_changes_nothing():
+    mem, before = filled_pair()
+    with pytest.raises(TypeError, match="int"):
+        mem.put(b"k", 5)
+    with pytest.raises(TypeError, match="str"):
+        mem.update({b"a": b"fine", b"k": "text"})
+    with pytest.raises(TypeError, match="payload must be bytes"):
+        mem.apply_commit({}, bytearray(encode_writes({b"k": b"v"})))
+    assert mem.snapshot() == before
+
+
+def test_range_bounds_and_fold_step_are_checked():
+    mem, _ = filled_pair()
+    with pytest.raises(TypeError, match="start"):
+        mem.items("a")
+    with pytest.raises(ValueError, match="step"):
+        mem.fold_batches(0)
