@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "native"))
 from build import compile_args  # noqa: E402 - native/build.py: one set of compiler flags
 
 
-def native_module(name: str, sources: list[str], headers: list[str] = ()) -> Extension:
+def native_module(name: str, sources: list[str], headers: tuple[str, ...] = ()) -> Extension:
     """``safepoint.<name>`` from native/<sources>."""
     return Extension(
         f"safepoint.{name}",
@@ -33,7 +33,7 @@ setup(
         native_module(
             "_sp_memtable",
             ["sp_memtable.c", "sp_memtable_order.c", "sp_memtable_iter.c", "sp_core.c"],
-            ["sp_memtable.h", "sp_core.h"],
+            ("sp_memtable.h", "sp_core.h"),
         ),
     ],
 )

@@ -16,7 +16,7 @@ sorts only the keys added since the previous one, then merges them in.
 from __future__ import annotations
 
 from bisect import bisect_left, insort
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from itertools import islice
 from typing import Any
 
@@ -168,5 +168,14 @@ class Memtable:
 
 
 def new_memtable() -> Memtable:
-    """An empty memtable of the backend in use."""
-    return Memtable()
+    """An empty memtable of the backend in use: the native one
+    (``safepoint._sp_memtable``, docs/design.md "The memtable") on the native
+    backend, this module's dict-based one, its oracle, on the Python one."""
+    return _MEMTABLE()
+
+
+_MEMTABLE: Callable[[], Memtable] = Memtable
+if records.BACKEND == "native":
+    from ._sp_memtable import NativeMemtable
+
+    _MEMTABLE = NativeMemtable

@@ -558,6 +558,10 @@ class Store(MutableMapping):  # type: ignore[type-arg]
         self._release()
 
     def _release(self) -> None:
+        # The memtable may hold the log's segments mapped (each mmap keeps a
+        # descriptor): let them go with the store, not with its last reference.
+        with self._mem_lock:
+            self._mem, self._frozen = new_memtable(), None
         snapshots = getattr(self, "_snapshots", None)
         if snapshots is not None:
             snapshots.close()  # background saves read the base image
