@@ -7,7 +7,10 @@
  * entry points into a retained buffer, a *chunk*: the bytes payload of
  * apply_commit (a reference), the buffer of apply_records (a Py_buffer on a
  * bytes object or recovery's mmap), or one PyMem block of keys and values
- * per put/update call.  In every op the value follows the key, so an entry
+ * per put/update call.  A small commit's payload (db.put's) is copied into
+ * an *arena* chunk instead, 64 KiB shared by many commits: a bytes object and
+ * a chunk per 100-byte put would cost more than the put itself (2.18 bytes
+ * held per payload byte, against 1.3 in the arena).  In every op the value follows the key, so an entry
  * is (chunk, offset of its key, key length, value length).  An overwrite
  * points the entry at the new op; each chunk counts its live entries and is
  * released when that reaches 0, so rewriting one key forever holds one chunk.
@@ -352,6 +355,37 @@ static int apply_payload(Table *t, uint32_t c, size_t off)
     return 0;
 }
 
+#define ARENA_BYTES ((size_t)64 * 1024)
+#define ARENA_MAX_PAYLOAD ((size_t)256) /* larger payloads are kept by reference */
+
+/* Room for len (<= ARENA_MAX_PAYLOAD) bytes in the arena, a new one if the
+ * current one is full: its chunk, pinned for the caller's write, and the
+ * offset in *off; NONE32 with MemoryError.  The current arena holds a pin of
+ * its own, dropped when a new one replaces it, so it can die only then. */
+static uint32_t arena_alloc(Table *t, size_t len, size_t *off)
+{
+    if (t->arena == NONE32 || t->arena_used + len > ARENA_BYTES) {
+        uint8_t *mem = PyMem_Malloc(ARENA_BYTES);
+        if (!mem) {
+            PyErr_NoMemory();
+            return NONE32;
+        }
+        uint32_t c = chunk_new(t, mem, ARENA_BYTES, NULL, NULL);
+        if (c == NONE32) {
+            PyMem_Free(mem);
+            return NONE32;
+        }
+        if (t->arena != NONE32)
+            chunk_unref(t, t->arena);
+        t->arena = c;
+        t->arena_used = 0;
+    }
+    *off = t->arena_used;
+    t->arena_used += len;
+    t->chunks[t->arena].live++;
+    return t->arena;
+}
+
 /* End a write that filled chunk c: drop its pin, release what died. */
 static void finish_write(Table *t, uint32_t c)
 {
@@ -377,7 +411,7 @@ static PyObject *Table_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         return PyErr_NoMemory();
     }
     t->mask = 15;
-    t->free_head = t->dying_head = NONE32;
+    t->free_head = t->dying_head = t->arena = NONE32;
     return (PyObject *)t;
 }
 
@@ -499,11 +533,20 @@ static PyObject *Table_apply_commit(Table *t, PyObject *const *args, Py_ssize_t 
         return NULL;
     if (rd_le32(p) == 0)
         Py_RETURN_NONE;
-    uint32_t c = chunk_new(t, p, len + sizeof(PyBytesObject), payload, NULL);
-    if (c == NONE32)
-        return NULL;
-    Py_INCREF(payload);
-    int rc = apply_payload(t, c, 0);
+    uint32_t c;
+    size_t off = 0;
+    if (len <= ARENA_MAX_PAYLOAD) {
+        c = arena_alloc(t, len, &off);
+        if (c == NONE32)
+            return NULL;
+        memcpy((uint8_t *)t->chunks[c].base + off, p, len);
+    } else {
+        c = chunk_new(t, p, len + sizeof(PyBytesObject), payload, NULL);
+        if (c == NONE32)
+            return NULL;
+        Py_INCREF(payload);
+    }
+    int rc = apply_payload(t, c, off);
     finish_write(t, c);
     if (rc < 0)
         return NULL;

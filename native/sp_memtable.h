@@ -51,6 +51,8 @@ typedef struct {
     Chunk *chunks;
     uint32_t nchunks, chunks_cap, free_head, dying_head;
     size_t chunk_bytes;
+    uint32_t arena;    /* the chunk small commits are copied into, or NONE32 */
+    size_t arena_used; /* bytes of it filled */
     Order *order;
     unsigned long long last_lsn;
 } Table;

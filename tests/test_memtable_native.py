@@ -191,19 +191,23 @@ def test_fold_batches_build_base_entries_for_puts_and_list_deletes():
 
 def test_rewriting_one_key_does_not_grow_memory():
     mem = NativeMemtable()
-    for _ in range(100):
+
+    def rewrite(i):
         mem.put(b"weights", bytes(1000))
+        w = {b"weights": b"%d" % i * 100}  # small at first (the arena), then by reference
+        mem.apply_commit(w, encode_writes(w))
+
+    for i in range(100):
+        rewrite(i)
     held = mem.payload_bytes
     for i in range(20_000):
-        mem.put(b"weights", bytes(1000))
-        w = {b"weights": b"%d" % i * 100}
-        mem.apply_commit(w, encode_writes(w))
+        rewrite(i)
     assert mem.payload_bytes <= held + 1000
 
 
 def test_overwriting_every_key_of_a_commit_releases_its_payload():
     mem = NativeMemtable()
-    w = {b"a": b"1", b"b": b"2"}
+    w = {b"a": b"1" * 200, b"b": b"2" * 200}  # past the arena's limit: kept by reference
     payload = encode_writes(w)
     before = sys.getrefcount(payload)
     mem.apply_commit(w, payload)
@@ -212,6 +216,31 @@ def test_overwriting_every_key_of_a_commit_releases_its_payload():
     assert sys.getrefcount(payload) == before + 1  # b still points into it
     mem.update({b"b": None})
     assert sys.getrefcount(payload) == before
+
+
+def test_small_commits_are_copied_into_a_shared_arena_not_kept():
+    mem = NativeMemtable()
+    w = {b"k": b"v" * 100}
+    payload = encode_writes(w)
+    before = sys.getrefcount(payload)
+    mem.apply_commit(w, payload)
+    assert sys.getrefcount(payload) == before
+    for i in range(1000):
+        one = {b"key%013d" % i: bytes(100)}
+        mem.apply_commit(one, encode_writes(one))
+    assert mem.get(b"k") == b"v" * 100
+    # 1001 entries of ~116 payload bytes: two 64 KiB arenas, not 1001 chunks.
+    assert mem.payload_bytes < 1.6 * 1001 * 116
+
+
+def test_an_arena_whose_entries_are_all_overwritten_is_released():
+    mem = NativeMemtable()
+    for _ in range(3):
+        for i in range(1000):
+            one = {b"key%04d" % i: bytes(100)}
+            mem.apply_commit(one, encode_writes(one))
+    # Three rounds filled ~6 arenas; only those holding the last round live.
+    assert mem.payload_bytes < 4 * 64 * 1024
 
 
 def test_payload_bytes_count_a_replayed_buffer_until_its_last_key_goes():
