@@ -21,7 +21,11 @@
  * A sorted array (Order) is refcounted: iterators hold one, and it is never
  * changed in place.
  *
- * Concurrency: every method holds the GIL and never releases it.  Writers
+ * Concurrency: every method holds the GIL and never releases it, with one
+ * exception: an ordered read of a *frozen* table (freeze(), a checkpoint's)
+ * sorts without the GIL, reading arrays that no write may change while it
+ * is frozen (sp_memtable_order.c, mt_ordered, says why that is safe;
+ * thaw() waits for such sorts to end).  Writers
  * parse and validate everything, and allocate Python objects, before they
  * change anything, so no Python code (which could switch threads or re-enter)
  * runs while the table is half-updated; buffers a write frees are released
@@ -33,6 +37,7 @@
 #include "sp_memtable.h"
 
 #include <structmember.h>
+#include <time.h>
 
 #include "sp_core.h"
 
@@ -396,6 +401,17 @@ static void finish_write(Table *t, uint32_t c)
 
 /* --- the type: writes ---------------------------------------------------- */
 
+/* Checked on entry to every write and again after any Python code it runs
+ * (which could freeze the table), before it changes anything. */
+static int refuse_frozen(const Table *t)
+{
+    if (t->frozen) {
+        PyErr_SetString(PyExc_RuntimeError, "memtable is frozen");
+        return -1;
+    }
+    return 0;
+}
+
 static PyObject *Table_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
     if (PyTuple_GET_SIZE(args) || (kwds && PyDict_GET_SIZE(kwds))) {
@@ -436,6 +452,8 @@ static void Table_dealloc(Table *t)
  * all checked already. */
 static PyObject *put_pairs(Table *t, PyObject *const *kv, Py_ssize_t n, Py_ssize_t stride)
 {
+    if (refuse_frozen(t) < 0)
+        return NULL;
     size_t total = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *k = kv[i * stride], *v = kv[i * stride + 1];
@@ -479,6 +497,8 @@ static PyObject *Table_put(Table *t, PyObject *const *args, Py_ssize_t nargs)
         PyErr_Format(PyExc_TypeError, "put() takes 2 arguments (%zd given)", nargs);
         return NULL;
     }
+    if (refuse_frozen(t) < 0)
+        return NULL;
     if (check_key(args[0]) < 0 || check_value(args[1]) < 0)
         return NULL;
     return put_pairs(t, args, 1, 2);
@@ -486,6 +506,8 @@ static PyObject *Table_put(Table *t, PyObject *const *args, Py_ssize_t nargs)
 
 static PyObject *Table_update(Table *t, PyObject *mapping)
 {
+    if (refuse_frozen(t) < 0)
+        return NULL;
     /* Every Python step (items(), iteration) happens before any change. */
     PyObject *items = PyDict_Check(mapping) ? PyDict_Items(mapping) : PyMapping_Items(mapping);
     if (!items)
@@ -521,6 +543,8 @@ static PyObject *Table_apply_commit(Table *t, PyObject *const *args, Py_ssize_t 
         PyErr_Format(PyExc_TypeError, "apply_commit() takes 2 arguments (%zd given)", nargs);
         return NULL;
     }
+    if (refuse_frozen(t) < 0)
+        return NULL;
     PyObject *payload = args[1];
     if (!PyBytes_Check(payload)) {
         PyErr_Format(PyExc_TypeError, "payload must be bytes, not %.100s",
@@ -585,6 +609,8 @@ static PyObject *Table_apply_records(Table *t, PyObject *const *args, Py_ssize_t
         PyErr_Format(PyExc_TypeError, "apply_records() takes 3 arguments (%zd given)", nargs);
         return NULL;
     }
+    if (refuse_frozen(t) < 0)
+        return NULL;
     Py_buffer *view = PyMem_Malloc(sizeof(Py_buffer));
     if (!view)
         return PyErr_NoMemory();
@@ -604,6 +630,8 @@ static PyObject *Table_apply_records(Table *t, PyObject *const *args, Py_ssize_t
                      view->len, start, stop);
         goto fail;
     }
+    if (refuse_frozen(t) < 0)
+        goto fail;
     if ((uint64_t)view->len > OFF_MASK) {
         PyErr_SetString(PyExc_ValueError, "buffer is larger than 2^48 bytes");
         goto fail;
@@ -634,6 +662,39 @@ fail:
     PyBuffer_Release(view);
     PyMem_Free(view);
     return NULL;
+}
+
+/* --- freeze and thaw ------------------------------------------------------ */
+
+static PyObject *Table_freeze(Table *t, PyObject *Py_UNUSED(ignored))
+{
+    t->frozen = 1;
+    Py_RETURN_NONE;
+}
+
+/* Writes resume only once no thread is sorting without the GIL (it reads the
+ * arrays a write changes).  Waiting, rather than refusing, because the
+ * checkpoint thaws on its failure path to put newer entries back, and must
+ * not lose them to a user's iterator that happened to be sorting.  The wait
+ * polls with the GIL released: a sorter needs the GIL to finish, and no
+ * lock is held.  No new sorter starts once one has installed its Order
+ * (mt_ordered), so the wait is about one sort long. */
+static PyObject *Table_thaw(Table *t, PyObject *Py_UNUSED(ignored))
+{
+    while (t->sorters) {
+        Py_BEGIN_ALLOW_THREADS
+        struct timespec ts = {0, 200 * 1000}; /* 0.2 ms */
+        nanosleep(&ts, NULL);
+        Py_END_ALLOW_THREADS
+    }
+    t->frozen = 0;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Table_frozen(Table *t, void *closure)
+{
+    (void)closure;
+    return PyBool_FromLong(t->frozen);
 }
 
 /* --- the type: point reads ----------------------------------------------- */
@@ -696,6 +757,11 @@ static PyMethodDef Table_methods[] = {
     {"apply_records", (PyCFunction)(void (*)(void))Table_apply_records, METH_FASTCALL,
      "apply_records(buf, start, stop): apply every op of the whole records in "
      "buf[start:stop] (a buffer reference is kept)."},
+    {"freeze", (PyCFunction)Table_freeze, METH_NOARGS,
+     "freeze(): refuse every write (RuntimeError) until thaw(); ordered reads then sort "
+     "without the GIL."},
+    {"thaw", (PyCFunction)Table_thaw, METH_NOARGS,
+     "thaw(): allow writes again, once no thread is sorting the table without the GIL."},
     {"items", (PyCFunction)(void (*)(void))mt_items, METH_VARARGS | METH_KEYWORDS,
      "items(start=None, stop=None): (key, value) with start <= key < stop, ascending."},
     {"snapshot", (PyCFunction)(void (*)(void))mt_snapshot, METH_VARARGS | METH_KEYWORDS,
@@ -713,6 +779,7 @@ static PyMemberDef Table_members[] = {
 static PyGetSetDef Table_getset[] = {
     {"payload_bytes", (getter)Table_payload_bytes, NULL,
      "Bytes held: retained buffers, entries, hash index, sorted order.", NULL},
+    {"frozen", (getter)Table_frozen, NULL, "True between freeze() and thaw().", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

@@ -31,6 +31,9 @@ typedef struct {
     uint32_t next;    /* free list / dying list link */
 } Chunk;
 
+/* Allocated with PyMem_RawMalloc (it may be built without the GIL) and
+ * freed by mt_order_decref with PyMem_RawFree; refs changes only under the
+ * GIL. */
 typedef struct {
     Py_ssize_t refs;
     uint32_t n;
@@ -55,6 +58,9 @@ typedef struct {
     size_t arena_used; /* bytes of it filled */
     Order *order;
     unsigned long long last_lsn;
+    int frozen;      /* writes refused (freeze()/thaw()) */
+    uint32_t sorters; /* threads building an Order without the GIL; only
+                       * changed and read under the GIL */
 } Table;
 
 static inline size_t klen_of(const Entry *e) { return (size_t)(e->offk >> OFF_BITS); }
@@ -79,7 +85,9 @@ static inline PyObject *value_of(const Table *t, const Entry *e)
     return PyBytes_FromStringAndSize((const char *)key_of(t, e) + klen_of(e), e->vlen);
 }
 
-/* The sorted order of every entry (borrowed from t; NULL + MemoryError). */
+/* The sorted order of every entry (borrowed from t; NULL + MemoryError).
+ * Called with the GIL, by a caller holding a reference to t; on a frozen
+ * table it releases the GIL while it sorts (sp_memtable_order.c). */
 Order *mt_ordered(Table *t);
 void mt_order_decref(Order *o);
 /* First position in o whose key is >= k[0..n). */

@@ -207,24 +207,25 @@ static void merge(const Table *t, const uint32_t *old, uint32_t n0, const Pair *
 void mt_order_decref(Order *o)
 {
     if (o && --o->refs == 0)
-        PyMem_Free(o);
+        PyMem_RawFree(o);
 }
 
-Order *mt_ordered(Table *t)
+/* The Order of entries [0, count) of t: old (the sorted prefix [0, old->n),
+ * or NULL) merged with the rest, sorted; NULL for want of memory (no
+ * exception set).  Touches no Python object and allocates only with the Raw
+ * allocator (pymalloc needs the GIL; Raw is thread-safe and tracemalloc
+ * still sees it), so it may run without the GIL. */
+static Order *build(const Table *t, const Order *old, uint32_t count)
 {
-    Order *old = t->order;
     uint32_t n0 = old ? old->n : 0;
-    if (old && n0 == t->count)
-        return old;
-    uint32_t m = t->count - n0;
-    Order *o = PyMem_Malloc(sizeof(Order) + (size_t)t->count * sizeof(uint32_t));
-    Pair *a = PyMem_Malloc((size_t)m * sizeof(Pair) + 1);
-    Pair *tmp = PyMem_Malloc((size_t)m * sizeof(Pair) + 1);
+    uint32_t m = count - n0;
+    Order *o = PyMem_RawMalloc(sizeof(Order) + (size_t)count * sizeof(uint32_t));
+    Pair *a = PyMem_RawMalloc((size_t)m * sizeof(Pair) + 1);
+    Pair *tmp = PyMem_RawMalloc((size_t)m * sizeof(Pair) + 1);
     if (!o || !a || !tmp) {
-        PyMem_Free(o);
-        PyMem_Free(a);
-        PyMem_Free(tmp);
-        PyErr_NoMemory();
+        PyMem_RawFree(o);
+        PyMem_RawFree(a);
+        PyMem_RawFree(tmp);
         return NULL;
     }
     for (uint32_t i = 0; i < m; i++) {
@@ -235,11 +236,81 @@ Order *mt_ordered(Table *t)
     }
     sort_range(a, tmp, m, 0);
     o->refs = 1;
-    o->n = t->count;
+    o->n = count;
     merge(t, old ? old->idx : NULL, n0, a, m, o->idx);
-    PyMem_Free(a);
-    PyMem_Free(tmp);
-    mt_order_decref(old);
+    PyMem_RawFree(a);
+    PyMem_RawFree(tmp);
+    return o;
+}
+
+/* Fewer new entries than this are sorted holding the GIL even when frozen:
+ * handing the GIL over and waiting to get it back (up to the interpreter's
+ * 5 ms switch interval if another thread took it) costs more than the
+ * sort. */
+#define NOGIL_MIN 4096
+
+/* Sorting a frozen table without the GIL.  A checkpoint folds the frozen
+ * memtable while writers commit into the new one; sorting 300k entries takes
+ * ~30 ms, which must not stall them (SPEC 3.6: writers wait only for the
+ * swap).  Why it is safe:
+ *
+ * - Frozen means every write (put, update, apply_commit, apply_records) is
+ *   refused, and only writes change entries, chunks or slots, or release a
+ *   chunk's buffer; so the arrays build() reads stay put.  Other threads
+ *   may meanwhile get/lookup/iterate, which only read them, or build an
+ *   Order of their own (below).
+ * - thaw() waits, with the GIL released, until `sorters` is 0 before it
+ *   lets writes in (sp_memtable.c).  The count changes only under the GIL,
+ *   in the same GIL hold as the frozen check, so no sort can start between
+ *   thaw's last look and its clearing the flag.  The wait ends: while frozen
+ *   the table does not grow, so once any sorter installs its Order every
+ *   later mt_ordered returns it without sorting.
+ * - The sorted prefix `old` is pinned (refs++ under the GIL) before the GIL
+ *   goes and unpinned after it is back: another thread may meanwhile install
+ *   a newer Order and drop the table's reference to `old`.
+ * - Two threads may sort the same table at once (a checkpoint's fold and a
+ *   user's items()): each builds its own Order; back under the GIL, the
+ *   first to look installs its Order and a later one finding the table's
+ *   Order complete frees its own and returns that one.  No lock is taken,
+ *   so nothing can deadlock against the GIL.
+ * - Orders are allocated and freed with the Raw allocator, whichever path
+ *   built them, so an Order built here may be freed by any decref.
+ * - t stays alive: the caller holds a reference (a method's self, or an
+ *   iterator's table). */
+Order *mt_ordered(Table *t)
+{
+    Order *old = t->order;
+    uint32_t count = t->count;
+    if (old && old->n == count)
+        return old;
+    Order *o;
+    if (!t->frozen || count - (old ? old->n : 0) < NOGIL_MIN) {
+        /* Writers may run between our calls but not during this one. */
+        o = build(t, old, count);
+        if (!o) {
+            PyErr_NoMemory();
+            return NULL;
+        }
+    } else {
+        if (old)
+            old->refs++;
+        t->sorters++;
+        Py_BEGIN_ALLOW_THREADS
+        o = build(t, old, count);
+        Py_END_ALLOW_THREADS
+        t->sorters--;
+        mt_order_decref(old);
+        if (!o) {
+            PyErr_NoMemory();
+            return NULL;
+        }
+        if (t->order && t->order->n >= count) {
+            /* Another thread installed its Order while we sorted. */
+            mt_order_decref(o);
+            return t->order;
+        }
+    }
+    mt_order_decref(t->order);
     t->order = o;
     return o;
 }

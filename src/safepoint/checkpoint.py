@@ -155,12 +155,16 @@ def run_checkpoint(store: Store) -> CheckpointInfo:
     finally:
         store._end_write()
     swap_s = time.perf_counter() - t0
+    # Nothing writes the frozen memtable now; frozen, its fold sorts without
+    # the GIL, so committers keep running (sp_memtable_order.c).
+    frozen.freeze()
     try:
         wal.flush(lsn, durable=True)
         pacer = _Pacer(store)
         entries = store._base.write_fold(lambda: frozen.fold_batches(_STEP), lsn, pacer)
     except BaseException:
         # Put the frozen entries back under the newer ones: nothing is lost.
+        frozen.thaw()
         with store._mem_lock:
             newer = store._mem
             for k, v in newer.items():

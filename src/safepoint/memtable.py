@@ -42,7 +42,7 @@ class Memtable:
     safe concurrently with a writer under CPython.
     """
 
-    __slots__ = ("_data", "_sorted", "last_lsn", "get")
+    __slots__ = ("_data", "_sorted", "_frozen", "last_lsn", "get")
 
     def __init__(self) -> None:
         # Values are bytes or None; typed Any for the store's lock-free
@@ -55,6 +55,7 @@ class Memtable:
         # read needs them, so a memtable that is only written and checkpointed
         # never pays for a second index.
         self._sorted: list[bytes] | None = None
+        self._frozen = False
         self.last_lsn = 0
 
     def __len__(self) -> int:
@@ -71,6 +72,20 @@ class Memtable:
         values = sum(map(len, filter(None, data.values())))
         return len(data) * _ENTRY_OVERHEAD_BYTES + sum(map(len, data)) + values
 
+    @property
+    def frozen(self) -> bool:
+        """True between freeze() and thaw(): writes raise RuntimeError."""
+        return self._frozen
+
+    def freeze(self) -> None:
+        """Refuse every write until thaw(): the checkpoint freezes the memtable
+        it folds, so its order may be built without the GIL (the native one)."""
+        self._frozen = True
+
+    def thaw(self) -> None:
+        """Allow writes again (a failed checkpoint puts newer entries back)."""
+        self._frozen = False
+
     def lookup(self, key: bytes) -> tuple[bool, bytes | None]:
         """(found, value): found is False if the memtable says nothing."""
         value = self._data.get(key, _MISSING)
@@ -80,21 +95,29 @@ class Memtable:
 
     def put(self, key: bytes, value: bytes | None) -> None:
         """Set ``key`` to ``value`` (None records a delete)."""
+        if self._frozen:
+            raise RuntimeError("memtable is frozen")
         self._data[key] = value
 
     def update(self, entries: Mapping[bytes, bytes | None]) -> None:
         """Set every key of ``entries`` to its value (None: a delete)."""
+        if self._frozen:
+            raise RuntimeError("memtable is frozen")
         self._data.update(entries)
 
     def apply_commit(self, writes: Mapping[bytes, bytes | None], payload: bytes) -> None:
         """Apply one committed transaction: ``writes`` and ``payload`` say the
         same (payload is ``records.encode_writes(writes)``); each memtable
         uses the cheaper form, here the dict."""
+        if self._frozen:
+            raise RuntimeError("memtable is frozen")
         self._data.update(writes)
 
     def apply_records(self, buf: object, start: int, stop: int) -> None:
         """Apply every op of the whole, validated records in ``buf[start:stop]``
         (recovery's replay of a span ``records.scan_span`` reported)."""
+        if self._frozen:
+            raise RuntimeError("memtable is frozen")
         records.apply_records(buf, start, stop, self._data)
 
     def fold_batches(self, step: int) -> Iterator[tuple[list[tuple[bytes, bytes]], list[bytes]]]:
