@@ -15,6 +15,7 @@ import mmap
 import random
 import sys
 import threading
+from collections.abc import Mapping
 
 import pytest
 from hypothesis import given, settings
@@ -73,27 +74,50 @@ class NativeAgreesWithOracle(RuleBasedStateMachine):
         self.oracle = Memtable()
         self.open_iters: list = []
 
+    def write(self, native_write, oracle_write):
+        """Both writes apply, or, frozen, both are refused."""
+        if self.oracle.frozen:
+            with pytest.raises(RuntimeError, match="frozen"):
+                native_write()
+            with pytest.raises(RuntimeError, match="frozen"):
+                oracle_write()
+        else:
+            native_write()
+            oracle_write()
+
     @rule(k=keys, v=values)
     def put(self, k, v):
-        self.native.put(k, v)
-        self.oracle.put(k, v)
+        self.write(lambda: self.native.put(k, v), lambda: self.oracle.put(k, v))
 
     @rule(w=writes)
     def update(self, w):
-        self.native.update(w)
-        self.oracle.update(w)
+        self.write(lambda: self.native.update(w), lambda: self.oracle.update(w))
 
     @rule(w=writes)
     def apply_commit(self, w):
         payload = encode_writes(w)
-        self.native.apply_commit(w, payload)
-        self.oracle.apply_commit(w, payload)
+        self.write(
+            lambda: self.native.apply_commit(w, payload),
+            lambda: self.oracle.apply_commit(w, payload),
+        )
 
     @rule(batches=st.lists(writes, max_size=5), pad=st.integers(0, 40), as_view=st.booleans())
     def apply_records(self, batches, pad, as_view):
         buf, start, stop = span_of(batches, pad)
-        self.native.apply_records(memoryview(buf) if as_view else buf, start, stop)
-        self.oracle.apply_records(buf, start, stop)
+        self.write(
+            lambda: self.native.apply_records(memoryview(buf) if as_view else buf, start, stop),
+            lambda: self.oracle.apply_records(buf, start, stop),
+        )
+
+    @rule()
+    def freeze(self):
+        self.native.freeze()
+        self.oracle.freeze()
+
+    @rule()
+    def thaw(self):
+        self.native.thaw()
+        self.oracle.thaw()
 
     @rule(k=keys)
     def point_reads_agree(self, k):
@@ -125,6 +149,7 @@ class NativeAgreesWithOracle(RuleBasedStateMachine):
     @invariant()
     def same_length(self):
         assert len(self.native) == len(self.oracle)
+        assert self.native.frozen == self.oracle.frozen
         assert self.native.payload_bytes > 0
 
     def teardown(self):
@@ -335,7 +360,187 @@ def test_concurrent_gets_see_only_written_values():
     assert bad == []
 
 
+# --- frozen tables: freeze, thaw, sorting without the GIL ----------------------------
+
+
+def test_a_frozen_table_answers_reads_and_takes_writes_after_thaw():
+    mem, before = filled_pair()
+    mem.freeze()
+    assert mem.frozen
+    assert mem.get(b"a") == b"1" and mem.lookup(b"b") == (True, None)
+    assert mem.snapshot() == before and len(list(mem.fold_batches(1))) == 2
+    mem.thaw()
+    assert not mem.frozen
+    mem.put(b"c", b"3")
+    assert mem.snapshot() == before + [(b"c", b"3")]
+
+
+def random_keys(n: int, seed: int) -> list[bytes]:
+    """n distinct keys, b"key" + 8 random bytes, in random order."""
+    data = random.Random(seed).randbytes(8 * n)
+    keys = list({b"key" + data[i : i + 8]: None for i in range(0, 8 * n, 8)})
+    assert len(keys) == n  # 2^64 values: a repeat is all but impossible
+    return keys
+
+
+def test_python_threads_run_while_a_frozen_table_is_sorted():
+    # A checkpoint's fold must not stall committers: the spinner counts the
+    # loops it runs after the sort began (flag set) and before the order
+    # was installed (payload_bytes grows by it, under the GIL).  Holding
+    # the GIL, the sort would leave it only a switch in the two bytecodes
+    # before the call; a long switch interval makes that all but never.
+    mem = NativeMemtable()
+    mem.update(dict.fromkeys(random_keys(1_000_000, seed=1), b"v" * 10))
+    mem.freeze()
+    unsorted = mem.payload_bytes
+    sorting = threading.Event()
+    running = threading.Event()
+    done = threading.Event()
+    during = [0]
+
+    def spin():
+        running.set()
+        while not done.is_set():
+            if sorting.is_set() and mem.payload_bytes == unsorted:
+                during[0] += 1
+
+    spinner = threading.Thread(target=spin)
+    old_interval = sys.getswitchinterval()
+    sys.setswitchinterval(0.05)
+    try:
+        spinner.start()
+        running.wait()
+        sorting.set()
+        batches = mem.fold_batches(512)
+        done.set()
+        spinner.join()
+    finally:
+        sys.setswitchinterval(old_interval)
+    assert mem.payload_bytes > unsorted
+    assert during[0] > 1000
+    assert len(next(batches)[0]) == 512
+
+
+def pair_of(*updates: dict) -> tuple[NativeMemtable, Memtable]:
+    """Both memtables after the same updates, the native one not yet sorted."""
+    mem, oracle = NativeMemtable(), Memtable()
+    for u in updates:
+        mem.update(u)
+        oracle.update(u)
+    return mem, oracle
+
+
+def test_concurrent_ordered_reads_and_a_fold_of_a_frozen_table_agree_with_the_oracle():
+    # Enough new keys to sort without the GIL, after a sorted prefix (an
+    # ordered read before the rest was written) that each sorter pins and
+    # merges with; two items() and a fold sort at once, one order wins.
+    keys = random_keys(60_000, seed=2)
+    mem, oracle = pair_of(
+        {k: (None if i % 7 == 0 else k[-5:]) for i, k in enumerate(keys[:20_000])}
+    )
+    mem.snapshot()
+    unsorted = mem.payload_bytes
+    mem.update({k: k[-3:] for k in keys[20_000:]})
+    oracle.update({k: k[-3:] for k in keys[20_000:]})
+    mem.freeze()
+    barrier = threading.Barrier(3)
+    got: dict = {}
+
+    def read(name, read_table):
+        barrier.wait()
+        got[name] = read_table()
+
+    threads = [
+        threading.Thread(target=read, args=("items1", lambda: list(mem.items()))),
+        threading.Thread(target=read, args=("items2", lambda: list(mem.items(b"key1", None)))),
+        threading.Thread(target=read, args=("fold", lambda: list(mem.fold_batches(512)))),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert got["items1"] == list(oracle.items())
+    assert got["items2"] == list(oracle.items(b"key1", None))
+    assert got["fold"] == list(oracle.fold_batches(512))
+    assert mem.payload_bytes > unsorted  # one order installed, the others freed
+
+
+def test_thaw_waits_for_a_sort_running_without_the_gil():
+    # Writes would move the arrays the sorter reads: thaw() must return only
+    # once the order is built and installed (payload_bytes counts it).
+    keys = random_keys(300_000, seed=3)
+    mem = NativeMemtable()
+    mem.update(dict.fromkeys(keys, b"v"))
+    mem.freeze()
+    unsorted = mem.payload_bytes
+    started = threading.Event()
+    got: list = []
+
+    def fold():
+        started.set()
+        got.extend(mem.fold_batches(4096))
+
+    folder = threading.Thread(target=fold)
+    old_interval = sys.getswitchinterval()
+    sys.setswitchinterval(0.05)
+    try:
+        folder.start()
+        started.wait()  # the GIL comes back here only once the folder lets go of it: sorting
+        assert mem.payload_bytes == unsorted
+        mem.thaw()
+        assert mem.payload_bytes > unsorted
+        mem.put(b"key-new", b"x")
+        folder.join()
+    finally:
+        sys.setswitchinterval(old_interval)
+    assert [k for puts, _ in got for k, _ in puts] == sorted(keys)
+    assert got[0][0][0] == (min(keys), entry_value(min(keys), b"v"))
+    assert mem.get(b"key-new") == b"x" and len(mem) == len(keys) + 1
+
+
 # Error paths
+
+
+def test_every_write_to_a_frozen_table_is_refused_and_changes_nothing():
+    mem, before = filled_pair()
+    mem.freeze()
+    buf, start, stop = span_of([{b"x": b"y"}], 0)
+    writes = [
+        lambda: mem.put(b"x", b"y"),
+        lambda: mem.put(b"a", None),
+        lambda: mem.update({b"x": b"y"}),
+        lambda: mem.update({}),
+        lambda: mem.apply_commit({b"x": b"y"}, encode_writes({b"x": b"y"})),
+        lambda: mem.apply_records(buf, start, stop),
+    ]
+    for write in writes:
+        with pytest.raises(RuntimeError, match="memtable is frozen"):
+            write()
+    assert mem.snapshot() == before and mem.frozen
+
+
+def test_an_update_whose_mapping_freezes_the_table_is_refused():
+    # items() of the mapping is Python code that runs before any change.
+    mem, before = filled_pair()
+
+    class Freezing(Mapping):
+        def __getitem__(self, key):
+            return {b"x": b"y"}[key]
+
+        def __iter__(self):
+            return iter([b"x"])
+
+        def __len__(self):
+            return 1
+
+        def items(self):
+            mem.freeze()
+            return [(b"x", b"y")]
+
+    with pytest.raises(RuntimeError, match="frozen"):
+        mem.update(Freezing())
+    assert mem.snapshot() == before
+
 
 MALFORMED = {
     "no op count": b"\x01\x00",
