@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -142,6 +143,19 @@ def test_concurrent_ordered_reads_of_a_frozen_memtable_agree():
     assert results == [want] * 4
 
 
+def test_a_frozen_memtable_answers_reads_and_takes_writes_after_thaw():
+    mem = filled([(b"a", b"1"), (b"b", None)])
+    mem.freeze()
+    assert mem.frozen
+    assert mem.get(b"a") == b"1" and mem.lookup(b"b") == (True, None)
+    assert list(mem.items()) == [(b"a", b"1"), (b"b", None)]
+    assert list(mem.fold_batches(8)) == [([(b"a", entry_value(b"a", b"1"))], [b"b"])]
+    mem.thaw()
+    assert not mem.frozen
+    mem.put(b"c", b"3")
+    assert mem.snapshot() == [(b"a", b"1"), (b"b", None), (b"c", b"3")]
+
+
 def test_get_answers_value_tombstone_or_default():
     mem = filled([(b"k", b"v"), (b"gone", None)])
     missing = object()
@@ -192,3 +206,20 @@ def test_an_empty_memtable_holds_no_bytes():
 
 def test_a_range_with_start_after_stop_is_empty():
     assert list(filled([(b"a", b"1"), (b"b", b"2")]).items(b"b", b"a")) == []
+
+
+def test_every_write_to_a_frozen_memtable_is_refused_and_changes_nothing():
+    mem = filled([(b"a", b"1"), (b"b", None)])
+    mem.freeze()
+    log = encode_record(0, 1, 0, encode_writes({b"x": b"y"}))
+    writes = [
+        lambda: mem.put(b"x", b"y"),
+        lambda: mem.update({b"x": b"y"}),
+        lambda: mem.update({}),
+        lambda: mem.apply_commit({b"x": b"y"}, encode_writes({b"x": b"y"})),
+        lambda: mem.apply_records(log, 0, len(log)),
+    ]
+    for write in writes:
+        with pytest.raises(RuntimeError, match="memtable is frozen"):
+            write()
+    assert mem.snapshot() == [(b"a", b"1"), (b"b", None)] and mem.frozen
