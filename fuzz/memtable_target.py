@@ -3,10 +3,11 @@
 The input is a script of steps; each applies one write to both memtables
 (put, update, apply_commit of a valid or a fuzzed payload, apply_records of
 real records optionally followed by a fuzzed one) or compares one read
-(get, lookup, a range, an iterator opened earlier, fold_batches).  A fuzzed
-payload must be refused (ValueError, table unchanged) exactly when the codec
-cannot decode it or it holds a key outside 1..511 bytes; otherwise both
-memtables take its ops in order.
+(get, lookup, a range, an iterator opened earlier, fold_batches), or
+freezes or thaws both.  A fuzzed payload must be refused (ValueError, table
+unchanged) exactly when the codec cannot decode it or it holds a key outside
+1..511 bytes; otherwise both memtables take its ops in order.  While frozen,
+every write must be refused by both (RuntimeError, table unchanged).
 """
 
 from __future__ import annotations
@@ -81,6 +82,15 @@ def _refused(fn, *args) -> bool:
     return False
 
 
+def _frozen_refuses(fn, *args) -> None:
+    try:
+        fn(*args)
+    except RuntimeError as e:
+        assert str(e) == "memtable is frozen", e
+        return
+    raise AssertionError(f"a frozen memtable took {fn.__name__}")
+
+
 def memtable(data: bytes) -> None:
     """Target: the native memtable answers as the Python oracle does."""
     s = Script(data)
@@ -90,7 +100,17 @@ def memtable(data: bytes) -> None:
         if not s.more():
             break
         op = s.byte() % 10
-        if op == 0:
+        frozen = oracle.frozen
+        if op <= 2 and frozen:
+            before = native.snapshot()
+            w = {s.key(): s.value()} if op == 0 else s.writes()
+            for mem in (native, oracle):
+                _frozen_refuses(mem.apply_commit, w, encode_writes(w))
+                _frozen_refuses(mem.update, w)
+                for k, v in w.items():
+                    _frozen_refuses(mem.put, k, v)
+            assert native.snapshot() == before, "a frozen table changed"
+        elif op == 0:
             k, v = s.key(), s.value()
             native.put(k, v)
             oracle.put(k, v)
@@ -102,6 +122,10 @@ def memtable(data: bytes) -> None:
             w = s.writes()
             native.apply_commit(w, encode_writes(w))
             oracle.apply_commit(w, encode_writes(w))
+        elif op in (3, 4) and frozen:
+            payload = s.raw(s.byte())
+            _frozen_refuses(native.apply_commit, {}, payload)
+            _frozen_refuses(native.apply_records, payload, 0, len(payload))
         elif op == 3:
             payload = s.raw(s.byte())
             before = native.snapshot()
@@ -145,9 +169,15 @@ def memtable(data: bytes) -> None:
             a, b = iters[s.byte() % len(iters)]
             assert next(a, None) == next(b, None), "iterators disagree"
         elif op == 9:
-            step = s.byte() % 8 + 1
-            assert list(native.fold_batches(step)) == list(oracle.fold_batches(step))
+            b = s.byte()
+            if b >= 0xF0:  # rare: most scripts never freeze
+                for mem in (native, oracle):
+                    mem.thaw() if frozen else mem.freeze()
+            else:
+                step = b % 8 + 1
+                assert list(native.fold_batches(step)) == list(oracle.fold_batches(step))
         assert len(native) == len(oracle)
+        assert native.frozen == oracle.frozen
     assert list(native.items()) == list(oracle.items())
     for a, b in iters:
         assert list(a) == list(b), "iterators disagree at the end"
