@@ -10,6 +10,8 @@
 #   HYPOTHESIS_PROFILE=ci fuzz/build_asan.sh -k damage
 #   SANITIZER=thread fuzz/build_asan.sh -k "group or gather"
 #                                            # ThreadSanitizer on the group-commit engine
+#   SANITIZER=thread fuzz/build_asan.sh -k "frozen or thaw or gil or concurrent"
+#                                            # ... on the memtable's sorts without the GIL
 #   fuzz/build_asan.sh --fuzz scan WORK_CORPUS fuzz/corpus/scan -max_total_time=600
 #                                            # an atheris harness on the sanitized core
 #
@@ -57,8 +59,10 @@ if [ "${1:-}" = "--fuzz" ]; then
     shift 2
     command=("$python" "$root/fuzz/fuzz_$target.py" "$@")
 else
-    command=("$python" -m pytest -q -p no:cacheprovider tests/test_records.py tests/test_format.py tests/test_wal_native.py \
-        tests/test_memtable_native.py "$@")
+    # --capture=sys: a sanitizer writes its report to fd 2 and then aborts the
+    # process; pytest's default fd capture would swallow the report with it.
+    command=("$python" -m pytest -q -p no:cacheprovider --capture=sys tests/test_records.py tests/test_format.py \
+        tests/test_wal_native.py tests/test_memtable_native.py "$@")
 fi
 TSAN_OPTIONS=halt_on_error=1:report_signal_unsafe=0 \
 ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
