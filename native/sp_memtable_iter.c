@@ -5,7 +5,8 @@
  * to it, so the keys it covers are fixed when it is called; values are read
  * from the entries as it advances.  Allocating a tuple or list may run the
  * garbage collector, whose finalizers may run Python code (and so another
- * thread's write): no raw pointer into the table is kept across one.
+ * thread's write): no raw pointer into the table is kept across one, nor
+ * across mt_ordered, which sorts a frozen table without the GIL.
  */
 
 #include "sp_memtable.h"
