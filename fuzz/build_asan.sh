@@ -46,7 +46,7 @@ fi
     # build_ext rebuilds the cffi core too, with the same flags.
     CC=$cc CFLAGS="$sanitize -g" LDFLAGS="$sanitize" "$python" setup.py -q build_ext --inplace \
         >/dev/null 2>&1
-    ls src/safepoint/_sp_memtable*.so >/dev/null
+    ls src/safepoint/_sp_memtable*.so src/safepoint/_sp_batch*.so >/dev/null
 )
 
 preload=""
@@ -58,7 +58,7 @@ if [ "${1:-}" = "--fuzz" ]; then
     command=("$python" "$root/fuzz/fuzz_$target.py" "$@")
 else
     command=("$python" -m pytest -q -p no:cacheprovider tests/test_records.py tests/test_format.py tests/test_wal_native.py \
-        tests/test_memtable_native.py "$@")
+        tests/test_memtable_native.py tests/test_batch_native.py "$@")
 fi
 TSAN_OPTIONS=halt_on_error=1:report_signal_unsafe=0 \
 ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
