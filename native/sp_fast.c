@@ -1,0 +1,365 @@
+/* sp_fast.c -- safepoint._sp_fast: the base image's get path in one C call.
+ *
+ * A base-image get is a B-tree lookup in LMDB (~0.9 us through py-lmdb)
+ * wrapped in Python bookkeeping that used to cost as much again: the resize
+ * gate, the thread's cached read transaction (_ReadSlot), the entry's CRC
+ * check.  This module does that bookkeeping in one METH_FASTCALL call.  It
+ * is a transcription, not a redesign: src/safepoint/base.py keeps the
+ * pure-Python code (BaseImage._get_cached, _check_entry_py) as the oracle,
+ * SAFEPOINT_BACKEND=python runs it, tests/test_fast_native.py holds the two
+ * to the same answers and the same errors, and every case this file does not
+ * handle itself (a stale or missing transaction, a resize under way, a key
+ * that is not bytes, an entry that fails its check) is handed to the oracle.
+ *
+ * The concurrency contract is base.py's (see _ReadSlot and docs/design.md,
+ * "The base image"); this file performs the same steps in the same order.
+ * Under the GIL a C function runs without interruption except inside the
+ * calls that may release it or run Python code: here only txn.get, and the
+ * oracle and hooks named below.  So each step that is one bytecode-level call
+ * in the Python path (list append, list pop) is at least as atomic here.
+ *
+ * The CRC32C is sp_crc32c from sp_core.c (pure computation, compiled into
+ * this module as well).
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sp_core.h"
+
+#define ENTRY_CRC_SIZE 4 /* stored entry: crc32c(key ++ value), LE, then value */
+
+/* The exception being raised, taken out (NULL if none), and put back:
+ * PyErr_GetRaisedException and PyErr_SetRaisedException, which Python 3.12
+ * added (and deprecated PyErr_Fetch and PyErr_Restore for). */
+#if PY_VERSION_HEX >= 0x030C0000
+#define take_exception PyErr_GetRaisedException
+#define restore_exception PyErr_SetRaisedException
+#else
+static PyObject *take_exception(void)
+{
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    if (type == NULL)
+        return NULL;
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb != NULL)
+        PyException_SetTraceback(value, tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    return value;
+}
+
+static void restore_exception(PyObject *exc)
+{
+    if (exc == NULL)
+        return;
+    PyObject *type = (PyObject *)Py_TYPE(exc);
+    Py_INCREF(type);
+    PyErr_Restore(type, exc, PyException_GetTraceback(exc));
+}
+#endif
+
+/* Interned attribute and method names, made once at import. */
+static PyObject *s_active, *s_gate, *s_generation, *s_resizing, *s_image_generation, *s_get,
+    *s_get_cached, *s_get_failed, *s_retire_slot, *s_wake;
+
+static uint32_t load_u32_le(const uint8_t *p)
+{
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+/* The value of the stored entry for key (a new bytes object), or NULL with
+ * no exception set when the entry is too short or its CRC does not match
+ * (NULL with an exception set only when allocating the result fails). */
+static PyObject *entry_value(const uint8_t *key, size_t key_len, const uint8_t *stored,
+                             size_t stored_len, int *bad)
+{
+    *bad = 0;
+    if (stored_len < ENTRY_CRC_SIZE) {
+        *bad = 1;
+        return NULL;
+    }
+    const uint8_t *value = stored + ENTRY_CRC_SIZE;
+    size_t value_len = stored_len - ENTRY_CRC_SIZE;
+    uint32_t crc = sp_crc32c(sp_crc32c(0, key, key_len), value, value_len);
+    if (crc != load_u32_le(stored)) {
+        *bad = 1;
+        return NULL;
+    }
+    return PyBytes_FromStringAndSize((const char *)value, (Py_ssize_t)value_len);
+}
+
+PyDoc_STRVAR(check_entry_doc,
+             "check_entry(key, stored, /) -> bytes | None\n"
+             "\n"
+             "The value of a stored base-image entry (its 4-byte CRC32C of key ++ value,\n"
+             "little-endian, then the value), or None if the entry is shorter than its\n"
+             "CRC or the CRC does not match.  key and stored are any bytes-like objects,\n"
+             "borrowed for the duration of the call.");
+
+static PyObject *check_entry(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "check_entry expects 2 arguments (key, stored), got %zd",
+                     nargs);
+        return NULL;
+    }
+    Py_buffer key, stored;
+    if (PyObject_GetBuffer(args[0], &key, PyBUF_SIMPLE) < 0)
+        return NULL;
+    if (PyObject_GetBuffer(args[1], &stored, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(&key);
+        return NULL;
+    }
+    int bad;
+    PyObject *value = entry_value(key.buf, (size_t)key.len, stored.buf, (size_t)stored.len, &bad);
+    PyBuffer_Release(&stored);
+    PyBuffer_Release(&key);
+    if (bad)
+        Py_RETURN_NONE;
+    return value;
+}
+
+/* Unregister a reader from the resize gate: active.pop(), then wake a
+ * waiting grower if one is resizing.  As base.py's _ResizeGate.leave. */
+static int gate_leave(PyObject *gate, PyObject *active)
+{
+    Py_ssize_t n = PyList_GET_SIZE(active);
+    if (n > 0 && PyList_SetSlice(active, n - 1, n, NULL) < 0)
+        return -1;
+    PyObject *resizing = PyObject_GetAttr(gate, s_resizing);
+    if (resizing == NULL)
+        return -1;
+    int waiting = PyObject_IsTrue(resizing);
+    Py_DECREF(resizing);
+    if (waiting <= 0)
+        return waiting;
+    PyObject *r = PyObject_CallMethodNoArgs(gate, s_wake);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* 1 if slot.generation == image._generation, 0 if not, -1 on error: the
+ * slot's transaction began after the latest commit's bump. */
+static int slot_is_fresh(PyObject *image, PyObject *slot)
+{
+    PyObject *mine = PyObject_GetAttr(slot, s_generation);
+    if (mine == NULL)
+        return -1;
+    PyObject *now = PyObject_GetAttr(image, s_image_generation);
+    if (now == NULL) {
+        Py_DECREF(mine);
+        return -1;
+    }
+    int fresh = PyObject_RichCompareBool(mine, now, Py_EQ);
+    Py_DECREF(now);
+    Py_DECREF(mine);
+    return fresh;
+}
+
+/* txn.get(key) raised: give the exception and the transaction (already
+ * taken from the slot) to image._get_failed, which aborts the transaction
+ * and may turn the error into ClosedError; then leave the gate.  Always
+ * ends with the exception to raise set. */
+static void get_failed(PyObject *image, PyObject *gate, PyObject *active, PyObject *txn)
+{
+    PyObject *exc = take_exception();
+    PyObject *r = PyObject_CallMethodObjArgs(image, s_get_failed, txn, exc, NULL);
+    PyObject *hook_exc = r == NULL ? take_exception() : NULL; /* replaces get's */
+    Py_XDECREF(r);
+    if (gate_leave(gate, active) < 0) {
+        /* As a raise in the Python path's finally: it replaces the others. */
+        Py_XDECREF(hook_exc);
+        Py_XDECREF(exc);
+        return;
+    }
+    if (hook_exc != NULL) {
+        Py_XDECREF(exc);
+        restore_exception(hook_exc);
+    } else {
+        restore_exception(exc);
+    }
+}
+
+/* The read through the slot's cached transaction, entered with the gate
+ * held (active registered).  Returns the stored entry (new reference, or
+ * None) and leaves the gate; NULL with an exception on error (gate left);
+ * or NULL with no exception when the oracle must do this get (gate left,
+ * nothing changed). */
+static PyObject *read_cached(PyObject *image, PyObject *slot, PyObject *key, PyObject *gate,
+                             PyObject *active)
+{
+    PyObject *resizing = PyObject_GetAttr(gate, s_resizing);
+    if (resizing == NULL)
+        goto fail_leave;
+    int waiting = PyObject_IsTrue(resizing);
+    Py_DECREF(resizing);
+    if (waiting < 0)
+        goto fail_leave;
+    int fresh = 0;
+    if (!waiting && PyList_GET_SIZE(slot) == 1) {
+        fresh = slot_is_fresh(image, slot);
+        if (fresh < 0)
+            goto fail_leave;
+    }
+    if (!fresh) {
+        /* A grower is waiting (the oracle waits for it in gate.enter()), or
+         * the transaction is in use, retired or stale (the oracle renews
+         * it): nothing taken, so hand over. */
+        gate_leave(gate, active); /* NULL either way; an error if it failed */
+        return NULL;
+    }
+    /* slot.pop(): from here the transaction is this get's alone; a retiring
+     * thread finds the slot empty and leaves it to us (as in base.py). */
+    PyObject *txn = PyList_GET_ITEM(slot, 0);
+    Py_INCREF(txn);
+    if (PyList_SetSlice(slot, 0, 1, NULL) < 0) {
+        Py_DECREF(txn);
+        goto fail_leave;
+    }
+    /* The only call that releases the GIL: a checkpoint may commit now and
+     * bump the generation; it finds the slot empty and does not abort txn. */
+    PyObject *callargs[3] = {NULL, txn, key}; /* [0]: scratch for the offset flag */
+    PyObject *stored =
+        PyObject_VectorcallMethod(s_get, callargs + 1, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    if (stored == NULL) {
+        get_failed(image, gate, active, txn);
+        Py_DECREF(txn);
+        return NULL;
+    }
+    int put_back = PyList_Append(slot, txn);
+    Py_DECREF(txn);
+    if (put_back < 0)
+        goto fail_stored; /* MemoryError; txn's last reference aborts it */
+    /* A checkpoint committed while txn.get ran and may have found the slot
+     * empty: do not keep its snapshot pinned (base.py's _retire_slot). */
+    fresh = slot_is_fresh(image, slot);
+    if (fresh < 0)
+        goto fail_stored;
+    if (!fresh) {
+        PyObject *r = PyObject_CallMethodOneArg(image, s_retire_slot, slot);
+        if (r == NULL)
+            goto fail_stored;
+        Py_DECREF(r);
+    }
+    if (gate_leave(gate, active) < 0) {
+        Py_DECREF(stored);
+        return NULL;
+    }
+    return stored;
+
+fail_stored:
+    Py_DECREF(stored);
+fail_leave : {
+    PyObject *exc = take_exception();
+    if (gate_leave(gate, active) < 0) {
+        Py_XDECREF(exc);
+        return NULL;
+    }
+    restore_exception(exc);
+    return NULL;
+}
+}
+
+PyDoc_STRVAR(cached_get_doc,
+             "cached_get(image, slot, key, /) -> bytes | None\n"
+             "\n"
+             "BaseImage._get_cached(slot, key) in one call: the value of key read\n"
+             "through this thread's cached read transaction (slot, a _ReadSlot),\n"
+             "CRC-checked, or None if absent.  Whatever it does not handle itself it\n"
+             "hands to image._get_cached, the pure-Python oracle, whose answer or\n"
+             "error it returns.");
+
+static PyObject *cached_get(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "cached_get expects 3 arguments (image, slot, key), got %zd",
+                     nargs);
+        return NULL;
+    }
+    PyObject *image = args[0], *slot = args[1], *key = args[2];
+    if (!PyBytes_CheckExact(key) || !PyList_Check(slot))
+        return PyObject_CallMethodObjArgs(image, s_get_cached, slot, key, NULL);
+    PyObject *active = PyObject_GetAttr(slot, s_active);
+    if (active == NULL)
+        return NULL;
+    PyObject *gate = PyObject_GetAttr(slot, s_gate);
+    if (gate == NULL) {
+        Py_DECREF(active);
+        return NULL;
+    }
+    PyObject *stored = NULL;
+    if (!PyList_CheckExact(active)) {
+        PyErr_SetString(PyExc_TypeError, "cached_get: slot.active is not a list");
+        goto done;
+    }
+    /* Register with the resize gate before looking at its flag (as
+     * _ResizeGate.enter): a grower that sets the flag later waits for us. */
+    if (PyList_Append(active, Py_None) < 0)
+        goto done;
+    stored = read_cached(image, slot, key, gate, active);
+done:
+    Py_DECREF(gate);
+    Py_DECREF(active);
+    if (stored == NULL) {
+        if (PyErr_Occurred())
+            return NULL;
+        return PyObject_CallMethodObjArgs(image, s_get_cached, slot, key, NULL);
+    }
+    if (stored == Py_None)
+        return stored;
+    if (PyBytes_CheckExact(stored)) {
+        int bad;
+        PyObject *value = entry_value((const uint8_t *)PyBytes_AS_STRING(key),
+                                      (size_t)PyBytes_GET_SIZE(key),
+                                      (const uint8_t *)PyBytes_AS_STRING(stored),
+                                      (size_t)PyBytes_GET_SIZE(stored), &bad);
+        if (!bad) {
+            Py_DECREF(stored);
+            return value;
+        }
+    }
+    /* Damaged (or not bytes): the oracle reads it again and raises the
+     * CorruptionError that names the problem. */
+    Py_DECREF(stored);
+    return PyObject_CallMethodObjArgs(image, s_get_cached, slot, key, NULL);
+}
+
+static PyMethodDef methods[] = {
+    {"check_entry", (PyCFunction)(void (*)(void))check_entry, METH_FASTCALL, check_entry_doc},
+    {"cached_get", (PyCFunction)(void (*)(void))cached_get, METH_FASTCALL, cached_get_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "safepoint._sp_fast",
+    .m_doc = "The base image's get path in C; base.py holds the pure-Python oracle.",
+    .m_size = -1,
+    .m_methods = methods,
+};
+
+static int intern(PyObject **slot, const char *name)
+{
+    *slot = PyUnicode_InternFromString(name);
+    return *slot == NULL ? -1 : 0;
+}
+
+PyMODINIT_FUNC PyInit__sp_fast(void)
+{
+    if (intern(&s_active, "active") < 0 || intern(&s_gate, "gate") < 0 ||
+        intern(&s_generation, "generation") < 0 || intern(&s_resizing, "_resizing") < 0 ||
+        intern(&s_image_generation, "_generation") < 0 || intern(&s_get, "get") < 0 ||
+        intern(&s_get_cached, "_get_cached") < 0 || intern(&s_get_failed, "_get_failed") < 0 ||
+        intern(&s_retire_slot, "_retire_slot") < 0 || intern(&s_wake, "wake") < 0)
+        return NULL;
+    return PyModule_Create(&module_def);
+}
