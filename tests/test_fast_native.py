@@ -1,0 +1,311 @@
+"""safepoint._sp_fast against its pure-Python oracle in base.py.
+
+``_sp_fast.check_entry`` must return the value exactly when
+``base.check_entry_py`` does (and None where the oracle raises
+CorruptionError), for valid entries and for every bit flip and truncation of
+one.  ``_sp_fast.cached_get`` must give ``BaseImage._get_cached``'s answer or
+error for every key, present, absent or damaged, through the same cached read
+transaction, and leave the slot and the resize gate as the oracle does.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import lmdb
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import safepoint
+from safepoint import _sp_fast, base
+from safepoint.errors import CorruptionError
+
+keys = st.binary(min_size=1, max_size=48)
+values = st.binary(max_size=120)
+# Every bit of an entry is flipped in turn: keep those entries short.
+short_values = st.binary(max_size=24)
+TIMEOUT_S = 30
+
+
+def flip_bit(data: bytes, bit: int) -> bytes:
+    out = bytearray(data)
+    out[bit // 8] ^= 1 << (bit % 8)
+    return bytes(out)
+
+
+def truncate_at(data: bytes, length: int) -> bytes:
+    return data[:length]
+
+
+def oracle_entry(key: bytes, stored: bytes) -> bytes | str:
+    """The oracle's value, or the message of the CorruptionError it raises."""
+    try:
+        return base.check_entry_py(key, stored)
+    except CorruptionError as exc:
+        return str(exc)
+
+
+def native_entry(key: bytes, stored: bytes) -> bytes | str:
+    """_sp_fast's value; where it declines, the error base.check_entry raises."""
+    value = _sp_fast.check_entry(key, stored)
+    if value is not None:
+        return value
+    with pytest.raises(CorruptionError) as info:
+        base.check_entry(key, stored)
+    return str(info.value)
+
+
+def assert_same_entry_answer(key: bytes, stored: bytes) -> None:
+    assert native_entry(key, stored) == oracle_entry(key, stored)
+
+
+@given(keys, values)
+def test_check_entry_returns_the_value_of_a_valid_entry(key, value):
+    stored = base.entry_value(key, value)
+    assert _sp_fast.check_entry(key, stored) == value
+    assert base.check_entry(key, stored) == value == base.check_entry_py(key, stored)
+
+
+@given(keys, short_values)
+def test_every_bit_flip_of_an_entry_gives_the_oracles_answer(key, value):
+    stored = base.entry_value(key, value)
+    for bit in range(len(stored) * 8):
+        damaged = flip_bit(stored, bit)
+        assert _sp_fast.check_entry(key, damaged) is None  # CRC32C catches any 1-bit error
+        assert_same_entry_answer(key, damaged)
+
+
+@given(keys, short_values)
+def test_every_bit_flip_of_the_key_gives_the_oracles_answer(key, value):
+    stored = base.entry_value(key, value)
+    for bit in range(len(key) * 8):
+        assert_same_entry_answer(flip_bit(key, bit), stored)
+
+
+@given(keys, values)
+def test_every_truncation_of_an_entry_gives_the_oracles_answer(key, value):
+    stored = base.entry_value(key, value)
+    for length in range(len(stored)):
+        assert_same_entry_answer(key, truncate_at(stored, length))
+
+
+@given(keys, st.binary(max_size=64))
+def test_arbitrary_bytes_as_an_entry_give_the_oracles_answer(key, stored):
+    assert_same_entry_answer(key, stored)
+
+
+@given(keys, values)
+def test_check_entry_reads_memoryviews_and_bytearrays_as_bytes(key, value):
+    stored = base.entry_value(key, value)
+    assert _sp_fast.check_entry(memoryview(key), memoryview(stored)) == value
+    assert _sp_fast.check_entry(bytearray(key), bytearray(stored)) == value
+
+
+# --- cached_get on a real base image ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    db = safepoint.open(
+        tmp_path_factory.mktemp("fast") / "store.sp", sync="none", checkpoint_bytes=None
+    )
+    db.put(b"seed", b"v")
+    db.checkpoint()
+    yield db
+    db.close()
+
+
+_prefixes = itertools.count()
+
+
+def write_entries(image: base.BaseImage, entries: dict[bytes, bytes]) -> None:
+    """Put raw stored entries (CRC included, right or wrong) in the base
+    image, then retire the cached read transactions as a checkpoint does."""
+    with image.env.begin(write=True, db=image._data) as txn:
+        for k, stored in entries.items():
+            txn.put(k, stored)
+    image._retire_readers()
+
+
+def delete_entries(image: base.BaseImage, ks) -> None:
+    with image.env.begin(write=True, db=image._data) as txn:
+        for k in ks:
+            txn.delete(k)
+    image._retire_readers()
+
+
+def thread_slot(image: base.BaseImage) -> base._ReadSlot:
+    image.get(b"seed")  # gives this thread its slot and a fresh transaction
+    return image._local.slot
+
+
+def outcome(get, *args):
+    try:
+        return ("value", get(*args))
+    except Exception as exc:  # noqa: BLE001 - compared, not swallowed
+        return ("error", type(exc), str(exc))
+
+
+def damage(stored: bytes, how: int) -> bytes:
+    """One of: a flipped bit (in the CRC or the value), a truncation, nothing."""
+    kind, where = divmod(how, 1 << 16)
+    if kind == 0:
+        return flip_bit(stored, where % (len(stored) * 8))
+    if kind == 1:
+        return truncate_at(stored, where % len(stored))
+    return stored
+
+
+@settings(max_examples=max(10, settings.default.max_examples // 4))
+@given(
+    st.dictionaries(keys, st.tuples(values, st.integers(0, 3 << 16)), max_size=12),
+    st.lists(keys, max_size=6),
+)
+def test_cached_get_gives_the_oracles_answer_for_every_key(store, entries, absent):
+    image = store._base
+    prefix = b"%08d/" % next(_prefixes)
+    stored = {
+        prefix + k: damage(base.entry_value(prefix + k, v), how) for k, (v, how) in entries.items()
+    }
+    write_entries(image, stored)
+    try:
+        slot = thread_slot(image)
+        probes = list(stored) + [prefix + b"absent/" + k for k in absent]
+        for k in probes:
+            native = outcome(_sp_fast.cached_get, image, slot, k)
+            assert native == outcome(image._get_cached, slot, k)
+            assert native == outcome(image.get, k)
+            assert len(slot) == 1 and slot.active == []
+    finally:
+        delete_entries(image, stored)
+
+
+def test_cached_get_reuses_the_slots_transaction(store):
+    image = store._base
+    slot = thread_slot(image)
+    txn = slot[0]
+    assert _sp_fast.cached_get(image, slot, b"seed") == b"v"
+    assert slot == [txn] and slot.active == []
+
+
+def test_cached_get_after_a_commit_renews_the_slots_transaction(store):
+    image = store._base
+    slot = thread_slot(image)
+    old = slot[0]
+    write_entries(image, {b"renewed": base.entry_value(b"renewed", b"yes")})
+    try:
+        assert slot == []  # the commit retired the idle transaction
+        assert _sp_fast.cached_get(image, slot, b"renewed") == b"yes"
+        assert len(slot) == 1 and slot[0] is not old
+        assert slot.generation == image._generation
+    finally:
+        delete_entries(image, [b"renewed"])
+
+
+def test_cached_get_waits_while_the_map_is_being_resized(store):
+    image = store._base
+    got: list[bytes | None] = []
+    ready, go = threading.Event(), threading.Event()
+
+    def reader() -> None:
+        slot = thread_slot(image)  # a fresh transaction: only the gate stops it
+        ready.set()
+        go.wait(TIMEOUT_S)
+        got.append(_sp_fast.cached_get(image, slot, b"seed"))
+
+    t = threading.Thread(target=reader)
+    t.start()
+    try:
+        assert ready.wait(TIMEOUT_S)
+        with image._gate.exclusive(timeout_s=TIMEOUT_S):
+            go.set()
+            time.sleep(0.2)
+            assert got == []  # held off by the gate, not reading under a resize
+    finally:
+        go.set()
+        t.join(TIMEOUT_S)
+    assert got == [b"v"]
+
+
+def backend_in_subprocess(value: str) -> str:
+    env = dict(os.environ, SAFEPOINT_BACKEND=value)
+    code = (
+        "import safepoint, safepoint.base as b, tempfile, os\n"
+        "d = tempfile.mkdtemp()\n"
+        "with safepoint.open(os.path.join(d, 's'), sync='none') as db:\n"
+        "    db.put(b'k', b'v'); db.checkpoint(); db.get(b'k')\n"
+        "    print(b._sp_fast is not None, db.get(b'k') == b'v')\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
+
+
+def test_the_native_backend_reads_through_sp_fast():
+    assert backend_in_subprocess("native") == "True True"
+
+
+def test_the_python_backend_reads_without_sp_fast():
+    assert backend_in_subprocess("python") == "False True"
+
+
+# Error paths
+
+
+def test_a_key_lmdb_refuses_raises_its_error_and_the_next_get_works(store):
+    image = store._base
+    slot = thread_slot(image)
+    with pytest.raises(lmdb.BadValsizeError):
+        _sp_fast.cached_get(image, slot, b"")  # LMDB has no empty key
+    assert slot == [] and slot.active == []  # the transaction was aborted, the gate left
+    assert outcome(_sp_fast.cached_get, image, slot, b"") == outcome(image._get_cached, slot, b"")
+    assert _sp_fast.cached_get(image, slot, b"seed") == b"v"
+
+
+def test_a_damaged_entry_raises_the_oracles_corruption_error(store):
+    image = store._base
+    write_entries(image, {b"bad": b"\x00\x00\x00\x00value"})
+    try:
+        slot = thread_slot(image)
+        with pytest.raises(CorruptionError, match="checksum mismatch for key b'bad'"):
+            _sp_fast.cached_get(image, slot, b"bad")
+        assert len(slot) == 1 and slot.active == []
+    finally:
+        delete_entries(image, [b"bad"])
+
+
+def test_cached_get_after_close_raises_closed_error(tmp_path):
+    db = safepoint.open(tmp_path / "s", sync="none")
+    db.put(b"k", b"v")
+    db.checkpoint()
+    image = db._base
+    slot = thread_slot(image)
+    db.close()
+    with pytest.raises(safepoint.ClosedError):
+        _sp_fast.cached_get(image, slot, b"k")
+
+
+def test_check_entry_refuses_what_is_not_a_buffer():
+    with pytest.raises(TypeError):
+        _sp_fast.check_entry("key", b"\x00\x00\x00\x00")
+    with pytest.raises(TypeError):
+        _sp_fast.check_entry(b"key", None)
+
+
+@pytest.mark.parametrize("args", [(), (b"k",), (b"k", b"s", b"x")])
+def test_check_entry_refuses_a_wrong_argument_count(args):
+    with pytest.raises(TypeError, match="2 arguments"):
+        _sp_fast.check_entry(*args)
+
+
+def test_cached_get_refuses_a_wrong_argument_count(store):
+    with pytest.raises(TypeError, match="3 arguments"):
+        _sp_fast.cached_get(store._base, b"k")
