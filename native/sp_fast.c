@@ -64,7 +64,7 @@ static void restore_exception(PyObject *exc)
 #endif
 
 /* Interned attribute and method names, made once at import. */
-static PyObject *s_active, *s_gate, *s_generation, *s_resizing, *s_image_generation, *s_get,
+static PyObject *s_slot, *s_get_first, *s_active, *s_gate, *s_generation, *s_resizing, *s_image_generation, *s_get,
     *s_get_cached, *s_get_failed, *s_retire_slot, *s_wake;
 
 static uint32_t load_u32_le(const uint8_t *p)
@@ -277,15 +277,8 @@ PyDoc_STRVAR(cached_get_doc,
              "hands to image._get_cached, the pure-Python oracle, whose answer or\n"
              "error it returns.");
 
-static PyObject *cached_get(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+static PyObject *get_through_slot(PyObject *image, PyObject *slot, PyObject *key)
 {
-    (void)module;
-    if (nargs != 3) {
-        PyErr_Format(PyExc_TypeError, "cached_get expects 3 arguments (image, slot, key), got %zd",
-                     nargs);
-        return NULL;
-    }
-    PyObject *image = args[0], *slot = args[1], *key = args[2];
     if (!PyBytes_CheckExact(key) || !PyList_Check(slot))
         return PyObject_CallMethodObjArgs(image, s_get_cached, slot, key, NULL);
     PyObject *active = PyObject_GetAttr(slot, s_active);
@@ -333,6 +326,113 @@ done:
     return PyObject_CallMethodObjArgs(image, s_get_cached, slot, key, NULL);
 }
 
+static PyObject *cached_get(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "cached_get expects 3 arguments (image, slot, key), got %zd",
+                     nargs);
+        return NULL;
+    }
+    return get_through_slot(args[0], args[1], args[2]);
+}
+
+/* ---- Reader: BaseImage.get as a C callable ---------------------------------
+ *
+ * base.py sets a writable BaseImage's ``get`` to Reader(image, image._local),
+ * so that Store.get calls C directly instead of a Python method that looks
+ * up the thread's slot and then calls cached_get: one Python frame less per
+ * get.  It does exactly what BaseImage.get does. */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *image;
+    PyObject *local; /* image._local, the threading.local holding each thread's slot */
+    vectorcallfunc vectorcall;
+} Reader;
+
+static PyObject *reader_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf,
+                                   PyObject *kwnames)
+{
+    Reader *r = (Reader *)self;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (nargs != 1 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0)) {
+        PyErr_Format(PyExc_TypeError, "get expects 1 positional argument (key), got %zd", nargs);
+        return NULL;
+    }
+    PyObject *key = args[0];
+    PyObject *slot = PyObject_GetAttr(r->local, s_slot);
+    if (slot == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError))
+            return NULL;
+        PyErr_Clear(); /* this thread's first get: the image makes its slot */
+        return PyObject_CallMethodOneArg(r->image, s_get_first, key);
+    }
+    PyObject *value = get_through_slot(r->image, slot, key);
+    Py_DECREF(slot);
+    return value;
+}
+
+static PyObject *reader_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    PyObject *image, *local;
+    if (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0) {
+        PyErr_SetString(PyExc_TypeError, "Reader takes no keyword arguments");
+        return NULL;
+    }
+    if (!PyArg_UnpackTuple(args, "Reader", 2, 2, &image, &local))
+        return NULL;
+    Reader *r = (Reader *)type->tp_alloc(type, 0);
+    if (r == NULL)
+        return NULL;
+    Py_INCREF(image);
+    r->image = image;
+    Py_INCREF(local);
+    r->local = local;
+    r->vectorcall = reader_vectorcall;
+    return (PyObject *)r;
+}
+
+static int reader_traverse(PyObject *self, visitproc visit, void *arg)
+{
+    Reader *r = (Reader *)self;
+    Py_VISIT(r->image); /* the image holds its Reader: a cycle the GC breaks */
+    Py_VISIT(r->local);
+    return 0;
+}
+
+static int reader_clear(PyObject *self)
+{
+    Reader *r = (Reader *)self;
+    Py_CLEAR(r->image);
+    Py_CLEAR(r->local);
+    return 0;
+}
+
+static void reader_dealloc(PyObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    reader_clear(self);
+    Py_TYPE(self)->tp_free(self);
+}
+
+PyDoc_STRVAR(reader_doc, "Reader(image, local, /): image.get(key) for a writable BaseImage,\n"
+                         "through this thread's slot in local (see BaseImage.get).");
+
+static PyTypeObject ReaderType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "safepoint._sp_fast.Reader",
+    .tp_basicsize = sizeof(Reader),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = reader_doc,
+    .tp_new = reader_new,
+    .tp_traverse = reader_traverse,
+    .tp_clear = reader_clear,
+    .tp_dealloc = reader_dealloc,
+    .tp_vectorcall_offset = offsetof(Reader, vectorcall),
+    .tp_call = PyVectorcall_Call,
+};
+
 static PyMethodDef methods[] = {
     {"check_entry", (PyCFunction)(void (*)(void))check_entry, METH_FASTCALL, check_entry_doc},
     {"cached_get", (PyCFunction)(void (*)(void))cached_get, METH_FASTCALL, cached_get_doc},
@@ -355,11 +455,23 @@ static int intern(PyObject **slot, const char *name)
 
 PyMODINIT_FUNC PyInit__sp_fast(void)
 {
-    if (intern(&s_active, "active") < 0 || intern(&s_gate, "gate") < 0 ||
+    if (intern(&s_slot, "slot") < 0 || intern(&s_get_first, "_get_first") < 0 ||
+        intern(&s_active, "active") < 0 || intern(&s_gate, "gate") < 0 ||
         intern(&s_generation, "generation") < 0 || intern(&s_resizing, "_resizing") < 0 ||
         intern(&s_image_generation, "_generation") < 0 || intern(&s_get, "get") < 0 ||
         intern(&s_get_cached, "_get_cached") < 0 || intern(&s_get_failed, "_get_failed") < 0 ||
         intern(&s_retire_slot, "_retire_slot") < 0 || intern(&s_wake, "wake") < 0)
         return NULL;
-    return PyModule_Create(&module_def);
+    if (PyType_Ready(&ReaderType) < 0)
+        return NULL;
+    PyObject *module = PyModule_Create(&module_def);
+    if (module == NULL)
+        return NULL;
+    Py_INCREF(&ReaderType);
+    if (PyModule_AddObject(module, "Reader", (PyObject *)&ReaderType) < 0) {
+        Py_DECREF(&ReaderType);
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
 }

@@ -10,12 +10,14 @@ transaction, and leave the slot and the resize gate as the oracle does.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import os
 import subprocess
 import sys
 import threading
 import time
+import weakref
 
 import lmdb
 import pytest
@@ -233,6 +235,23 @@ def test_cached_get_waits_while_the_map_is_being_resized(store):
     assert got == [b"v"]
 
 
+def test_a_writable_base_images_get_is_the_native_reader(store):
+    assert type(store._base.get) is _sp_fast.Reader
+    assert store._base.get(b"seed") == b"v"
+
+
+def test_a_base_image_no_longer_used_is_collected_with_its_reader(tmp_path):
+    db = safepoint.open(tmp_path / "s", sync="none")
+    db.put(b"k", b"v")
+    db.checkpoint()
+    assert db.get(b"k") == b"v"
+    image = weakref.ref(db._base)
+    db.close()
+    del db
+    gc.collect()  # the image and its Reader refer to each other
+    assert image() is None
+
+
 def backend_in_subprocess(value: str) -> str:
     env = dict(os.environ, SAFEPOINT_BACKEND=value)
     code = (
@@ -304,6 +323,22 @@ def test_check_entry_refuses_what_is_not_a_buffer():
 def test_check_entry_refuses_a_wrong_argument_count(args):
     with pytest.raises(TypeError, match="2 arguments"):
         _sp_fast.check_entry(*args)
+
+
+@pytest.mark.parametrize("args", [(), (b"k", b"x")])
+def test_the_reader_refuses_a_wrong_argument_count(store, args):
+    with pytest.raises(TypeError, match="1 positional argument"):
+        store._base.get(*args)
+
+
+def test_the_reader_refuses_keyword_arguments(store):
+    with pytest.raises(TypeError):
+        store._base.get(key=b"seed")
+
+
+def test_a_reader_needs_an_image_and_a_thread_local(store):
+    with pytest.raises(TypeError):
+        _sp_fast.Reader(store._base)
 
 
 def test_cached_get_refuses_a_wrong_argument_count(store):

@@ -255,6 +255,11 @@ class BaseImage:
         self._local = threading.local()
         self._slots: weakref.WeakSet[_ReadSlot] = weakref.WeakSet()
         self._slots_lock = threading.Lock()
+        if _sp_fast is not None and not readonly:
+            # get() as a C callable: the store's get calls C directly, one
+            # Python frame less (a read-only view reads its pinned
+            # transaction in _get_first instead).
+            self.get = _sp_fast.Reader(self, self._local)  # type: ignore[method-assign]
         try:
             if readonly:
                 # A read-only view pins one read transaction for its whole
