@@ -125,42 +125,69 @@ static PyObject *check_entry(PyObject *module, PyObject *const *args, Py_ssize_t
     return value;
 }
 
+/* What a get works with besides the slot: the image, its resize gate, the
+ * gate's list of active readers, and the instance dicts of the image and the
+ * gate, where their flags are read (NULL: read them by attribute lookup).
+ * Reading an instance's __dict__ is what attribute lookup does for these
+ * plain attributes (neither class defines a descriptor of the same name),
+ * minus the search of the class. */
+typedef struct {
+    PyObject *image, *gate, *active, *image_dict, *gate_dict;
+} read_ctx;
+
+/* obj.name (a new reference), read from dict when given and it holds it. */
+static PyObject *plain_attr(PyObject *obj, PyObject *dict, PyObject *name)
+{
+    if (dict != NULL) {
+        PyObject *v = PyDict_GetItemWithError(dict, name);
+        if (v != NULL) {
+            Py_INCREF(v);
+            return v;
+        }
+        if (PyErr_Occurred())
+            return NULL;
+    }
+    return PyObject_GetAttr(obj, name);
+}
+
+/* gate._resizing: 1 if a grower has set it, 0 if not, -1 on error. */
+static int gate_resizing(const read_ctx *c)
+{
+    PyObject *flag = plain_attr(c->gate, c->gate_dict, s_resizing);
+    if (flag == NULL)
+        return -1;
+    int set = PyObject_IsTrue(flag);
+    Py_DECREF(flag);
+    return set;
+}
+
 /* Unregister a reader from the resize gate: active.pop(), then wake a
  * waiting grower if one is resizing.  As base.py's _ResizeGate.leave. */
-static int gate_leave(PyObject *gate, PyObject *active)
+static int gate_leave(const read_ctx *c)
 {
-    Py_ssize_t n = PyList_GET_SIZE(active);
-    if (n > 0 && PyList_SetSlice(active, n - 1, n, NULL) < 0)
+    Py_ssize_t n = PyList_GET_SIZE(c->active);
+    if (n > 0 && PyList_SetSlice(c->active, n - 1, n, NULL) < 0)
         return -1;
-    PyObject *resizing = PyObject_GetAttr(gate, s_resizing);
-    if (resizing == NULL)
-        return -1;
-    int waiting = PyObject_IsTrue(resizing);
-    Py_DECREF(resizing);
+    int waiting = gate_resizing(c);
     if (waiting <= 0)
         return waiting;
-    PyObject *r = PyObject_CallMethodNoArgs(gate, s_wake);
+    PyObject *r = PyObject_CallMethodNoArgs(c->gate, s_wake);
     if (r == NULL)
         return -1;
     Py_DECREF(r);
     return 0;
 }
 
-/* 1 if slot.generation == image._generation, 0 if not, -1 on error: the
- * slot's transaction began after the latest commit's bump. */
-static int slot_is_fresh(PyObject *image, PyObject *slot)
+/* 1 if the slot's generation (mine) equals image._generation, 0 if not, -1
+ * on error: 1 means the slot's transaction began after the latest commit's
+ * bump. */
+static int is_fresh(const read_ctx *c, PyObject *mine)
 {
-    PyObject *mine = PyObject_GetAttr(slot, s_generation);
-    if (mine == NULL)
+    PyObject *now = plain_attr(c->image, c->image_dict, s_image_generation);
+    if (now == NULL)
         return -1;
-    PyObject *now = PyObject_GetAttr(image, s_image_generation);
-    if (now == NULL) {
-        Py_DECREF(mine);
-        return -1;
-    }
     int fresh = PyObject_RichCompareBool(mine, now, Py_EQ);
     Py_DECREF(now);
-    Py_DECREF(mine);
     return fresh;
 }
 
@@ -168,13 +195,13 @@ static int slot_is_fresh(PyObject *image, PyObject *slot)
  * taken from the slot) to image._get_failed, which aborts the transaction
  * and may turn the error into ClosedError; then leave the gate.  Always
  * ends with the exception to raise set. */
-static void get_failed(PyObject *image, PyObject *gate, PyObject *active, PyObject *txn)
+static void get_failed(const read_ctx *c, PyObject *txn)
 {
     PyObject *exc = take_exception();
-    PyObject *r = PyObject_CallMethodObjArgs(image, s_get_failed, txn, exc, NULL);
+    PyObject *r = PyObject_CallMethodObjArgs(c->image, s_get_failed, txn, exc, NULL);
     PyObject *hook_exc = r == NULL ? take_exception() : NULL; /* replaces get's */
     Py_XDECREF(r);
-    if (gate_leave(gate, active) < 0) {
+    if (gate_leave(c) < 0) {
         /* As a raise in the Python path's finally: it replaces the others. */
         Py_XDECREF(hook_exc);
         Py_XDECREF(exc);
@@ -193,19 +220,19 @@ static void get_failed(PyObject *image, PyObject *gate, PyObject *active, PyObje
  * None) and leaves the gate; NULL with an exception on error (gate left);
  * or NULL with no exception when the oracle must do this get (gate left,
  * nothing changed). */
-static PyObject *read_cached(PyObject *image, PyObject *slot, PyObject *key, PyObject *gate,
-                             PyObject *active)
+static PyObject *read_cached(const read_ctx *c, PyObject *slot, PyObject *key)
 {
-    PyObject *resizing = PyObject_GetAttr(gate, s_resizing);
-    if (resizing == NULL)
-        goto fail_leave;
-    int waiting = PyObject_IsTrue(resizing);
-    Py_DECREF(resizing);
+    PyObject *stored = NULL, *mine = NULL;
+    int waiting = gate_resizing(c);
     if (waiting < 0)
         goto fail_leave;
     int fresh = 0;
     if (!waiting && PyList_GET_SIZE(slot) == 1) {
-        fresh = slot_is_fresh(image, slot);
+        /* Read once: only this thread's own renewal changes it. */
+        mine = PyObject_GetAttr(slot, s_generation);
+        if (mine == NULL)
+            goto fail_leave;
+        fresh = is_fresh(c, mine);
         if (fresh < 0)
             goto fail_leave;
     }
@@ -213,7 +240,8 @@ static PyObject *read_cached(PyObject *image, PyObject *slot, PyObject *key, PyO
         /* A grower is waiting (the oracle waits for it in gate.enter()), or
          * the transaction is in use, retired or stale (the oracle renews
          * it): nothing taken, so hand over. */
-        gate_leave(gate, active); /* NULL either way; an error if it failed */
+        Py_XDECREF(mine);
+        gate_leave(c); /* NULL either way; an error if it failed */
         return NULL;
     }
     /* slot.pop(): from here the transaction is this get's alone; a retiring
@@ -227,39 +255,41 @@ static PyObject *read_cached(PyObject *image, PyObject *slot, PyObject *key, PyO
     /* The only call that releases the GIL: a checkpoint may commit now and
      * bump the generation; it finds the slot empty and does not abort txn. */
     PyObject *callargs[3] = {NULL, txn, key}; /* [0]: scratch for the offset flag */
-    PyObject *stored =
+    stored =
         PyObject_VectorcallMethod(s_get, callargs + 1, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
     if (stored == NULL) {
-        get_failed(image, gate, active, txn);
+        Py_DECREF(mine);
+        get_failed(c, txn);
         Py_DECREF(txn);
         return NULL;
     }
     int put_back = PyList_Append(slot, txn);
     Py_DECREF(txn);
     if (put_back < 0)
-        goto fail_stored; /* MemoryError; txn's last reference aborts it */
+        goto fail_leave; /* MemoryError; txn's last reference aborts it */
     /* A checkpoint committed while txn.get ran and may have found the slot
      * empty: do not keep its snapshot pinned (base.py's _retire_slot). */
-    fresh = slot_is_fresh(image, slot);
+    fresh = is_fresh(c, mine);
     if (fresh < 0)
-        goto fail_stored;
+        goto fail_leave;
     if (!fresh) {
-        PyObject *r = PyObject_CallMethodOneArg(image, s_retire_slot, slot);
+        PyObject *r = PyObject_CallMethodOneArg(c->image, s_retire_slot, slot);
         if (r == NULL)
-            goto fail_stored;
+            goto fail_leave;
         Py_DECREF(r);
     }
-    if (gate_leave(gate, active) < 0) {
+    Py_DECREF(mine);
+    if (gate_leave(c) < 0) {
         Py_DECREF(stored);
         return NULL;
     }
     return stored;
 
-fail_stored:
-    Py_DECREF(stored);
 fail_leave : {
+    Py_XDECREF(stored);
+    Py_XDECREF(mine);
     PyObject *exc = take_exception();
-    if (gate_leave(gate, active) < 0) {
+    if (gate_leave(c) < 0) {
         Py_XDECREF(exc);
         return NULL;
     }
@@ -268,44 +298,21 @@ fail_leave : {
 }
 }
 
-PyDoc_STRVAR(cached_get_doc,
-             "cached_get(image, slot, key, /) -> bytes | None\n"
-             "\n"
-             "BaseImage._get_cached(slot, key) in one call: the value of key read\n"
-             "through this thread's cached read transaction (slot, a _ReadSlot),\n"
-             "CRC-checked, or None if absent.  Whatever it does not handle itself it\n"
-             "hands to image._get_cached, the pure-Python oracle, whose answer or\n"
-             "error it returns.");
-
-static PyObject *get_through_slot(PyObject *image, PyObject *slot, PyObject *key)
+/* image.get(key) through slot: the stored entry read through the cached
+ * transaction and checked, or the oracle's answer (image._get_cached). */
+static PyObject *get_through_slot(const read_ctx *c, PyObject *slot, PyObject *key)
 {
-    if (!PyBytes_CheckExact(key) || !PyList_Check(slot))
-        return PyObject_CallMethodObjArgs(image, s_get_cached, slot, key, NULL);
-    PyObject *active = PyObject_GetAttr(slot, s_active);
-    if (active == NULL)
-        return NULL;
-    PyObject *gate = PyObject_GetAttr(slot, s_gate);
-    if (gate == NULL) {
-        Py_DECREF(active);
-        return NULL;
-    }
-    PyObject *stored = NULL;
-    if (!PyList_CheckExact(active)) {
-        PyErr_SetString(PyExc_TypeError, "cached_get: slot.active is not a list");
-        goto done;
-    }
+    if (!PyBytes_CheckExact(key) || !PyList_Check(slot) || !PyList_CheckExact(c->active))
+        return PyObject_CallMethodObjArgs(c->image, s_get_cached, slot, key, NULL);
     /* Register with the resize gate before looking at its flag (as
      * _ResizeGate.enter): a grower that sets the flag later waits for us. */
-    if (PyList_Append(active, Py_None) < 0)
-        goto done;
-    stored = read_cached(image, slot, key, gate, active);
-done:
-    Py_DECREF(gate);
-    Py_DECREF(active);
+    if (PyList_Append(c->active, Py_None) < 0)
+        return NULL;
+    PyObject *stored = read_cached(c, slot, key);
     if (stored == NULL) {
         if (PyErr_Occurred())
             return NULL;
-        return PyObject_CallMethodObjArgs(image, s_get_cached, slot, key, NULL);
+        return PyObject_CallMethodObjArgs(c->image, s_get_cached, slot, key, NULL);
     }
     if (stored == Py_None)
         return stored;
@@ -323,8 +330,17 @@ done:
     /* Damaged (or not bytes): the oracle reads it again and raises the
      * CorruptionError that names the problem. */
     Py_DECREF(stored);
-    return PyObject_CallMethodObjArgs(image, s_get_cached, slot, key, NULL);
+    return PyObject_CallMethodObjArgs(c->image, s_get_cached, slot, key, NULL);
 }
+
+PyDoc_STRVAR(cached_get_doc,
+             "cached_get(image, slot, key, /) -> bytes | None\n"
+             "\n"
+             "BaseImage._get_cached(slot, key) in one call: the value of key read\n"
+             "through this thread's cached read transaction (slot, a _ReadSlot),\n"
+             "CRC-checked, or None if absent.  Whatever it does not handle itself it\n"
+             "hands to image._get_cached, the pure-Python oracle, whose answer or\n"
+             "error it returns.");
 
 static PyObject *cached_get(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -334,7 +350,19 @@ static PyObject *cached_get(PyObject *module, PyObject *const *args, Py_ssize_t 
                      nargs);
         return NULL;
     }
-    return get_through_slot(args[0], args[1], args[2]);
+    read_ctx c = {.image = args[0]};
+    c.gate = PyObject_GetAttr(args[1], s_gate);
+    if (c.gate == NULL)
+        return NULL;
+    c.active = PyObject_GetAttr(args[1], s_active);
+    if (c.active == NULL) {
+        Py_DECREF(c.gate);
+        return NULL;
+    }
+    PyObject *value = get_through_slot(&c, args[1], args[2]);
+    Py_DECREF(c.active);
+    Py_DECREF(c.gate);
+    return value;
 }
 
 /* ---- Reader: BaseImage.get as a C callable ---------------------------------
@@ -346,7 +374,7 @@ static PyObject *cached_get(PyObject *module, PyObject *const *args, Py_ssize_t 
 
 typedef struct {
     PyObject_HEAD
-    PyObject *image;
+    read_ctx c;      /* the image, its gate and their dicts, fixed for the image's life */
     PyObject *local; /* image._local, the threading.local holding each thread's slot */
     vectorcallfunc vectorcall;
 } Reader;
@@ -366,11 +394,24 @@ static PyObject *reader_vectorcall(PyObject *self, PyObject *const *args, size_t
         if (!PyErr_ExceptionMatches(PyExc_AttributeError))
             return NULL;
         PyErr_Clear(); /* this thread's first get: the image makes its slot */
-        return PyObject_CallMethodOneArg(r->image, s_get_first, key);
+        return PyObject_CallMethodOneArg(r->c.image, s_get_first, key);
     }
-    PyObject *value = get_through_slot(r->image, slot, key);
+    PyObject *value = get_through_slot(&r->c, slot, key);
     Py_DECREF(slot);
     return value;
+}
+
+/* obj.__dict__ if it is a plain dict, else NULL (and no error): then the
+ * flags are read by attribute lookup. */
+static PyObject *instance_dict(PyObject *obj)
+{
+    PyObject *dict = PyObject_GetAttrString(obj, "__dict__");
+    if (dict == NULL || !PyDict_CheckExact(dict)) {
+        PyErr_Clear();
+        Py_XDECREF(dict);
+        return NULL;
+    }
+    return dict;
 }
 
 static PyObject *reader_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
@@ -385,18 +426,34 @@ static PyObject *reader_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
     Reader *r = (Reader *)type->tp_alloc(type, 0);
     if (r == NULL)
         return NULL;
+    r->vectorcall = reader_vectorcall;
     Py_INCREF(image);
-    r->image = image;
+    r->c.image = image;
     Py_INCREF(local);
     r->local = local;
-    r->vectorcall = reader_vectorcall;
+    /* image._gate and gate._active are set once, in their __init__. */
+    r->c.gate = PyObject_GetAttrString(image, "_gate");
+    if (r->c.gate == NULL)
+        goto fail;
+    r->c.active = PyObject_GetAttrString(r->c.gate, "_active");
+    if (r->c.active == NULL)
+        goto fail;
+    r->c.image_dict = instance_dict(image);
+    r->c.gate_dict = instance_dict(r->c.gate);
     return (PyObject *)r;
+fail:
+    Py_DECREF(r);
+    return NULL;
 }
 
 static int reader_traverse(PyObject *self, visitproc visit, void *arg)
 {
     Reader *r = (Reader *)self;
-    Py_VISIT(r->image); /* the image holds its Reader: a cycle the GC breaks */
+    Py_VISIT(r->c.image); /* the image holds its Reader: a cycle the GC breaks */
+    Py_VISIT(r->c.image_dict);
+    Py_VISIT(r->c.gate);
+    Py_VISIT(r->c.gate_dict);
+    Py_VISIT(r->c.active);
     Py_VISIT(r->local);
     return 0;
 }
@@ -404,7 +461,11 @@ static int reader_traverse(PyObject *self, visitproc visit, void *arg)
 static int reader_clear(PyObject *self)
 {
     Reader *r = (Reader *)self;
-    Py_CLEAR(r->image);
+    Py_CLEAR(r->c.image);
+    Py_CLEAR(r->c.image_dict);
+    Py_CLEAR(r->c.gate);
+    Py_CLEAR(r->c.gate_dict);
+    Py_CLEAR(r->c.active);
     Py_CLEAR(r->local);
     return 0;
 }
