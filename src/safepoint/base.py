@@ -49,7 +49,7 @@ if records.BACKEND == "native":
             "SAFEPOINT_BACKEND=python to run on the pure-Python reference."
         ) from exc
 else:
-    _sp_fast = None
+    _sp_fast = None  # type: ignore[assignment]
 
 _META_STORE_ID = b"store_id"
 _META_LSN = b"checkpoint_lsn"
@@ -87,7 +87,7 @@ def check_entry(key: bytes, stored: bytes | memoryview) -> bytes:
     if _sp_fast is not None:
         value = _sp_fast.check_entry(key, stored)
         if value is not None:
-            return value  # type: ignore[no-any-return]
+            return value
     return check_entry_py(key, stored)  # raises the error that names the problem
 
 
@@ -259,7 +259,7 @@ class BaseImage:
             # get() as a C callable: the store's get calls C directly, one
             # Python frame less (a read-only view reads its pinned
             # transaction in _get_first instead).
-            self.get = _sp_fast.Reader(self, self._local)  # type: ignore[method-assign]
+            self.get = _sp_fast.Reader(self, self._local)  # type: ignore[method-assign,assignment]
         try:
             if readonly:
                 # A read-only view pins one read transaction for its whole
@@ -361,7 +361,7 @@ class BaseImage:
             return self._get_cached(slot, key)
         # The same steps in one C call; it hands every case it does not
         # handle itself (renewal, a resize, a damaged entry) to _get_cached.
-        return _sp_fast.cached_get(self, slot, key)  # type: ignore[no-any-return]
+        return _sp_fast.cached_get(self, slot, key)
 
     def _get_cached(self, slot: _ReadSlot, key: bytes) -> bytes | None:
         """get() through this thread's ``slot``: the oracle of ``_sp_fast.cached_get``."""
