@@ -3,9 +3,9 @@
  * A base-image get is a B-tree lookup in LMDB (~0.9 us through py-lmdb)
  * wrapped in Python bookkeeping that used to cost as much again: the resize
  * gate, the thread's cached read transaction (_ReadSlot), the entry's CRC
- * check.  This module does that bookkeeping in one METH_FASTCALL call.  It
+ * check.  This module does that bookkeeping in one C call.  It
  * is a transcription, not a redesign: src/safepoint/base.py keeps the
- * pure-Python code (BaseImage._get_cached, _check_entry_py) as the oracle,
+ * pure-Python code (BaseImage._get_cached, check_entry_py) as the oracle,
  * SAFEPOINT_BACKEND=python runs it, tests/test_fast_native.py holds the two
  * to the same answers and the same errors, and every case this file does not
  * handle itself (a stale or missing transaction, a resize under way, a key
@@ -64,7 +64,7 @@ static void restore_exception(PyObject *exc)
 #endif
 
 /* Interned attribute and method names, made once at import. */
-static PyObject *s_slot, *s_get_first, *s_active, *s_gate, *s_generation, *s_resizing, *s_image_generation, *s_get,
+static PyObject *s_slot, *s_get_first, *s_generation, *s_resizing, *s_image_generation, *s_get,
     *s_get_cached, *s_get_failed, *s_retire_slot, *s_wake;
 
 static uint32_t load_u32_le(const uint8_t *p)
@@ -333,44 +333,12 @@ static PyObject *get_through_slot(const read_ctx *c, PyObject *slot, PyObject *k
     return PyObject_CallMethodObjArgs(c->image, s_get_cached, slot, key, NULL);
 }
 
-PyDoc_STRVAR(cached_get_doc,
-             "cached_get(image, slot, key, /) -> bytes | None\n"
-             "\n"
-             "BaseImage._get_cached(slot, key) in one call: the value of key read\n"
-             "through this thread's cached read transaction (slot, a _ReadSlot),\n"
-             "CRC-checked, or None if absent.  Whatever it does not handle itself it\n"
-             "hands to image._get_cached, the pure-Python oracle, whose answer or\n"
-             "error it returns.");
-
-static PyObject *cached_get(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
-{
-    (void)module;
-    if (nargs != 3) {
-        PyErr_Format(PyExc_TypeError, "cached_get expects 3 arguments (image, slot, key), got %zd",
-                     nargs);
-        return NULL;
-    }
-    read_ctx c = {.image = args[0]};
-    c.gate = PyObject_GetAttr(args[1], s_gate);
-    if (c.gate == NULL)
-        return NULL;
-    c.active = PyObject_GetAttr(args[1], s_active);
-    if (c.active == NULL) {
-        Py_DECREF(c.gate);
-        return NULL;
-    }
-    PyObject *value = get_through_slot(&c, args[1], args[2]);
-    Py_DECREF(c.active);
-    Py_DECREF(c.gate);
-    return value;
-}
-
 /* ---- Reader: BaseImage.get as a C callable ---------------------------------
  *
  * base.py sets a writable BaseImage's ``get`` to Reader(image, image._local),
- * so that Store.get calls C directly instead of a Python method that looks
- * up the thread's slot and then calls cached_get: one Python frame less per
- * get.  It does exactly what BaseImage.get does. */
+ * so that Store.get calls C directly, with no Python frame in between.  It
+ * does what BaseImage.get does: the thread's slot from the thread-local, or
+ * _get_first for a thread's first get, then _get_cached's steps. */
 
 typedef struct {
     PyObject_HEAD
@@ -496,7 +464,6 @@ static PyTypeObject ReaderType = {
 
 static PyMethodDef methods[] = {
     {"check_entry", (PyCFunction)(void (*)(void))check_entry, METH_FASTCALL, check_entry_doc},
-    {"cached_get", (PyCFunction)(void (*)(void))cached_get, METH_FASTCALL, cached_get_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -517,7 +484,6 @@ static int intern(PyObject **slot, const char *name)
 PyMODINIT_FUNC PyInit__sp_fast(void)
 {
     if (intern(&s_slot, "slot") < 0 || intern(&s_get_first, "_get_first") < 0 ||
-        intern(&s_active, "active") < 0 || intern(&s_gate, "gate") < 0 ||
         intern(&s_generation, "generation") < 0 || intern(&s_resizing, "_resizing") < 0 ||
         intern(&s_image_generation, "_generation") < 0 || intern(&s_get, "get") < 0 ||
         intern(&s_get_cached, "_get_cached") < 0 || intern(&s_get_failed, "_get_failed") < 0 ||

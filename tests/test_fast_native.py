@@ -3,9 +3,10 @@
 ``_sp_fast.check_entry`` must return the value exactly when
 ``base.check_entry_py`` does (and None where the oracle raises
 CorruptionError), for valid entries and for every bit flip and truncation of
-one.  ``_sp_fast.cached_get`` must give ``BaseImage._get_cached``'s answer or
-error for every key, present, absent or damaged, through the same cached read
-transaction, and leave the slot and the resize gate as the oracle does.
+one.  ``_sp_fast.Reader`` (a writable base image's ``get`` on the native
+backend) must give ``BaseImage._get_cached``'s answer or error for every key,
+present, absent or damaged, through the same cached read transaction, and
+leave the slot and the resize gate as the oracle does.
 """
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ def test_check_entry_reads_memoryviews_and_bytearrays_as_bytes(key, value):
     assert _sp_fast.check_entry(bytearray(key), bytearray(stored)) == value
 
 
-# --- cached_get on a real base image ----------------------------------------------
+# --- the Reader on a real base image ------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -147,6 +148,11 @@ def thread_slot(image: base.BaseImage) -> base._ReadSlot:
     return image._local.slot
 
 
+def reader_of(image: base.BaseImage) -> _sp_fast.Reader:
+    """A Reader of ``image``, as BaseImage makes on the native backend."""
+    return _sp_fast.Reader(image, image._local)
+
+
 def outcome(get, *args):
     try:
         return ("value", get(*args))
@@ -169,7 +175,7 @@ def damage(stored: bytes, how: int) -> bytes:
     st.dictionaries(keys, st.tuples(values, st.integers(0, 3 << 16)), max_size=12),
     st.lists(keys, max_size=6),
 )
-def test_cached_get_gives_the_oracles_answer_for_every_key(store, entries, absent):
+def test_the_reader_gives_the_oracles_answer_for_every_key(store, entries, absent):
     image = store._base
     prefix = b"%08d/" % next(_prefixes)
     stored = {
@@ -178,9 +184,10 @@ def test_cached_get_gives_the_oracles_answer_for_every_key(store, entries, absen
     write_entries(image, stored)
     try:
         slot = thread_slot(image)
+        read = reader_of(image)
         probes = list(stored) + [prefix + b"absent/" + k for k in absent]
         for k in probes:
-            native = outcome(_sp_fast.cached_get, image, slot, k)
+            native = outcome(read, k)
             assert native == outcome(image._get_cached, slot, k)
             assert native == outcome(image.get, k)
             assert len(slot) == 1 and slot.active == []
@@ -188,38 +195,39 @@ def test_cached_get_gives_the_oracles_answer_for_every_key(store, entries, absen
         delete_entries(image, stored)
 
 
-def test_cached_get_reuses_the_slots_transaction(store):
+def test_the_reader_reuses_the_slots_transaction(store):
     image = store._base
     slot = thread_slot(image)
     txn = slot[0]
-    assert _sp_fast.cached_get(image, slot, b"seed") == b"v"
+    assert reader_of(image)(b"seed") == b"v"
     assert slot == [txn] and slot.active == []
 
 
-def test_cached_get_after_a_commit_renews_the_slots_transaction(store):
+def test_the_reader_after_a_commit_renews_the_slots_transaction(store):
     image = store._base
     slot = thread_slot(image)
     old = slot[0]
     write_entries(image, {b"renewed": base.entry_value(b"renewed", b"yes")})
     try:
         assert slot == []  # the commit retired the idle transaction
-        assert _sp_fast.cached_get(image, slot, b"renewed") == b"yes"
+        assert reader_of(image)(b"renewed") == b"yes"
         assert len(slot) == 1 and slot[0] is not old
         assert slot.generation == image._generation
     finally:
         delete_entries(image, [b"renewed"])
 
 
-def test_cached_get_waits_while_the_map_is_being_resized(store):
+def test_the_reader_waits_while_the_map_is_being_resized(store):
     image = store._base
+    read = reader_of(image)
     got: list[bytes | None] = []
     ready, go = threading.Event(), threading.Event()
 
     def reader() -> None:
-        slot = thread_slot(image)  # a fresh transaction: only the gate stops it
+        thread_slot(image)  # a fresh transaction: only the gate stops it
         ready.set()
         go.wait(TIMEOUT_S)
-        got.append(_sp_fast.cached_get(image, slot, b"seed"))
+        got.append(read(b"seed"))
 
     t = threading.Thread(target=reader)
     t.start()
@@ -233,11 +241,6 @@ def test_cached_get_waits_while_the_map_is_being_resized(store):
         go.set()
         t.join(TIMEOUT_S)
     assert got == [b"v"]
-
-
-def reader_of(image: base.BaseImage) -> _sp_fast.Reader:
-    """A Reader of ``image``, as BaseImage makes on the native backend."""
-    return _sp_fast.Reader(image, image._local)
 
 
 def test_a_writable_base_images_get_is_a_reader_on_the_native_backend_only(store):
@@ -315,11 +318,12 @@ def test_the_python_backend_reads_without_sp_fast():
 def test_a_key_lmdb_refuses_raises_its_error_and_the_next_get_works(store):
     image = store._base
     slot = thread_slot(image)
+    read = reader_of(image)
     with pytest.raises(lmdb.BadValsizeError):
-        _sp_fast.cached_get(image, slot, b"")  # LMDB has no empty key
+        read(b"")  # LMDB has no empty key
     assert slot == [] and slot.active == []  # the transaction was aborted, the gate left
-    assert outcome(_sp_fast.cached_get, image, slot, b"") == outcome(image._get_cached, slot, b"")
-    assert _sp_fast.cached_get(image, slot, b"seed") == b"v"
+    assert outcome(read, b"") == outcome(image._get_cached, slot, b"")
+    assert read(b"seed") == b"v"
 
 
 def test_a_damaged_entry_raises_the_oracles_corruption_error(store):
@@ -328,21 +332,22 @@ def test_a_damaged_entry_raises_the_oracles_corruption_error(store):
     try:
         slot = thread_slot(image)
         with pytest.raises(CorruptionError, match="checksum mismatch for key b'bad'"):
-            _sp_fast.cached_get(image, slot, b"bad")
+            reader_of(image)(b"bad")
         assert len(slot) == 1 and slot.active == []
     finally:
         delete_entries(image, [b"bad"])
 
 
-def test_cached_get_after_close_raises_closed_error(tmp_path):
+def test_the_reader_after_close_raises_closed_error(tmp_path):
     db = safepoint.open(tmp_path / "s", sync="none")
     db.put(b"k", b"v")
     db.checkpoint()
     image = db._base
-    slot = thread_slot(image)
+    read = reader_of(image)
+    thread_slot(image)
     db.close()
     with pytest.raises(safepoint.ClosedError):
-        _sp_fast.cached_get(image, slot, b"k")
+        read(b"k")
 
 
 def test_check_entry_refuses_what_is_not_a_buffer():
@@ -372,8 +377,3 @@ def test_the_reader_refuses_keyword_arguments(store):
 def test_a_reader_needs_an_image_and_a_thread_local(store):
     with pytest.raises(TypeError):
         _sp_fast.Reader(store._base)
-
-
-def test_cached_get_refuses_a_wrong_argument_count(store):
-    with pytest.raises(TypeError, match="3 arguments"):
-        _sp_fast.cached_get(store._base, b"k")

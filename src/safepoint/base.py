@@ -353,18 +353,18 @@ class BaseImage:
         Sees every checkpoint that committed before the call.  Raises
         ClosedError if the base image is (being) closed.
         """
+        # On the native backend a writable image's ``get`` is an
+        # ``_sp_fast.Reader`` instead (see __init__), doing the same in C.
         try:
             slot = self._local.slot
         except AttributeError:
             return self._get_first(key)  # a read-only view, or this thread's first get
-        if _sp_fast is None:
-            return self._get_cached(slot, key)
-        # The same steps in one C call; it hands every case it does not
-        # handle itself (renewal, a resize, a damaged entry) to _get_cached.
-        return _sp_fast.cached_get(self, slot, key)
+        return self._get_cached(slot, key)
 
     def _get_cached(self, slot: _ReadSlot, key: bytes) -> bytes | None:
-        """get() through this thread's ``slot``: the oracle of ``_sp_fast.cached_get``."""
+        """get() through this thread's ``slot``: the oracle of ``_sp_fast.Reader``,
+        which hands it every case it does not handle itself (renewal, a
+        resize, a damaged entry)."""
         # The resize gate's enter()/leave(), inlined (this is the hot path),
         # through references the slot keeps.
         active = slot.active
@@ -408,7 +408,7 @@ class BaseImage:
         return value if ok else check_entry_py(key, stored)
 
     def _get_failed(self, txn: lmdb.Transaction, exc: BaseException) -> None:
-        """``_sp_fast.cached_get``'s error path, as ``_get_cached``'s: ``txn``
+        """``_sp_fast.Reader``'s error path, as ``_get_cached``'s: ``txn``
         (taken from the slot) raised ``exc`` in get; abort it, and raise
         ClosedError instead if the base image was closed under it."""
         _abort_quietly(txn)
