@@ -217,6 +217,49 @@ def test_the_reader_after_a_commit_renews_the_slots_transaction(store):
         delete_entries(image, [b"renewed"])
 
 
+def test_a_get_overtaken_by_a_commit_retires_its_own_transaction(store):
+    """txn.get releases the GIL: a commit that lands then finds the slot
+    empty and cannot retire the transaction, so the get must, or the slot
+    keeps a stale snapshot pinned."""
+    image = store._base
+    read = reader_of(image)
+    me = threading.get_ident()
+    in_oracle = [False]
+    overtaken: list[bool] = []  # per retire by the Reader itself: slot empty after
+    retire, oracle = image._retire_slot, image._get_cached
+
+    def counting_retire(slot: base._ReadSlot) -> None:
+        retire(slot)
+        if threading.get_ident() == me and not in_oracle[0]:
+            overtaken.append(slot == [])
+
+    def marked_oracle(slot: base._ReadSlot, key: bytes) -> bytes | None:
+        in_oracle[0] = True  # renewals go there; its own retires do not count
+        try:
+            return oracle(slot, key)
+        finally:
+            in_oracle[0] = False
+
+    stop = threading.Event()
+
+    def commits() -> None:
+        while not stop.is_set():
+            image._retire_readers()  # what a checkpoint's commit does
+
+    image._retire_slot, image._get_cached = counting_retire, marked_oracle
+    bumper = threading.Thread(target=commits)
+    bumper.start()
+    try:
+        deadline = time.monotonic() + TIMEOUT_S
+        while not overtaken and time.monotonic() < deadline:
+            assert read(b"seed") == b"v"
+    finally:
+        stop.set()
+        bumper.join(TIMEOUT_S)
+        del image._retire_slot, image._get_cached
+    assert overtaken and all(overtaken)
+
+
 def test_the_reader_waits_while_the_map_is_being_resized(store):
     image = store._base
     read = reader_of(image)
