@@ -35,5 +35,7 @@ setup(
             ["sp_memtable.c", "sp_memtable_order.c", "sp_memtable_iter.c", "sp_core.c"],
             ("sp_memtable.h", "sp_core.h"),
         ),
+        # The base image's get path; it computes its CRC with sp_core's.
+        native_module("_sp_fast", ["sp_fast.c", "sp_core.c"], ("sp_core.h",)),
     ],
 )

@@ -2,11 +2,13 @@
 # Build the native core with AddressSanitizer and UndefinedBehaviorSanitizer
 # and run the codec tests against that build: every scan, encode and CRC the
 # hypothesis tests drive then checks for out-of-bounds reads and UB.  The
-# native memtable (safepoint._sp_memtable, setup.py's ext_modules) is built
-# the same way and its tests run too.
+# native memtable (safepoint._sp_memtable) and the base image's get path
+# (safepoint._sp_fast), setup.py's ext_modules, are built the same way and
+# their tests run too.
 #
 #   fuzz/build_asan.sh                       # test_records, test_format, test_wal_native,
-#                                            # test_memtable_native
+#                                            # test_memtable_native, test_fast_native,
+#                                            # test_base_reads
 #   HYPOTHESIS_PROFILE=ci fuzz/build_asan.sh -k damage
 #   SANITIZER=thread fuzz/build_asan.sh -k "group or gather"
 #                                            # ThreadSanitizer on the group-commit engine
@@ -28,7 +30,8 @@ trap 'rm -rf "$work"' EXIT
 
 cp -r "$root/src" "$root/native" "$work/"
 cp "$root/setup.py" "$root/pyproject.toml" "$root/README.md" "$work/"
-rm -f "$work"/src/safepoint/_sp_core*.so "$work"/src/safepoint/_sp_memtable*.so
+rm -f "$work"/src/safepoint/_sp_core*.so "$work"/src/safepoint/_sp_memtable*.so \
+    "$work"/src/safepoint/_sp_fast*.so
 if [ "${SANITIZER:-address}" = thread ]; then
     sanitize="-fsanitize=thread -fno-omit-frame-pointer"
     preload_libs="libtsan.so"
@@ -48,7 +51,7 @@ fi
     # build_ext rebuilds the cffi core too, with the same flags.
     CC=$cc CFLAGS="$sanitize -g" LDFLAGS="$sanitize" "$python" setup.py -q build_ext --inplace \
         >/dev/null 2>&1
-    ls src/safepoint/_sp_memtable*.so >/dev/null
+    ls src/safepoint/_sp_memtable*.so src/safepoint/_sp_batch*.so src/safepoint/_sp_fast*.so >/dev/null
 )
 
 preload=""
@@ -62,7 +65,8 @@ else
     # --capture=sys: a sanitizer writes its report to fd 2 and then aborts the
     # process; pytest's default fd capture would swallow the report with it.
     command=("$python" -m pytest -q -p no:cacheprovider --capture=sys tests/test_records.py tests/test_format.py \
-        tests/test_wal_native.py tests/test_memtable_native.py "$@")
+        tests/test_wal_native.py tests/test_memtable_native.py tests/test_batch_native.py \
+        tests/test_fast_native.py tests/test_base_reads.py "$@")
 fi
 TSAN_OPTIONS=halt_on_error=1:report_signal_unsafe=0 \
 ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \

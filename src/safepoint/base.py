@@ -31,8 +31,25 @@ from typing import cast
 import crc32c
 import lmdb
 
+from . import records
 from .errors import ClosedError, CorruptionError, Error
 from .format import FORMAT_VERSION, LMDB_ENGINE, LMDB_LIB_VERSION
+
+# The get path in C (native/sp_fast.c) beside the pure-Python code below,
+# which stays as its oracle and as the SAFEPOINT_BACKEND=python path.  As
+# with the record codec (records.py), a native build that fails to import is
+# an error, never a silent fallback to the slower path.
+if records.BACKEND == "native":
+    try:
+        from . import _sp_fast
+    except ImportError as exc:
+        raise ImportError(
+            f"safepoint: the native read path (safepoint._sp_fast) failed to import ({exc}). "
+            "Reinstall safepoint where a C compiler is available, or set "
+            "SAFEPOINT_BACKEND=python to run on the pure-Python reference."
+        ) from exc
+else:
+    _sp_fast = None  # type: ignore[assignment]
 
 _META_STORE_ID = b"store_id"
 _META_LSN = b"checkpoint_lsn"
@@ -67,6 +84,15 @@ def entry_value(key: bytes, value: bytes) -> bytes:
 
 def check_entry(key: bytes, stored: bytes | memoryview) -> bytes:
     """Return the value of a stored entry, or raise CorruptionError."""
+    if _sp_fast is not None:
+        value = _sp_fast.check_entry(key, stored)
+        if value is not None:
+            return value
+    return check_entry_py(key, stored)  # raises the error that names the problem
+
+
+def check_entry_py(key: bytes, stored: bytes | memoryview) -> bytes:
+    """check_entry in pure Python: the oracle of ``_sp_fast.check_entry``."""
     if len(stored) < 4:
         raise CorruptionError(
             f"base: entry for key {bytes(key)[:64]!r} is too short ({len(stored)} bytes)",
@@ -229,6 +255,11 @@ class BaseImage:
         self._local = threading.local()
         self._slots: weakref.WeakSet[_ReadSlot] = weakref.WeakSet()
         self._slots_lock = threading.Lock()
+        if _sp_fast is not None and not readonly:
+            # get() as a C callable: the store's get calls C directly, one
+            # Python frame less (a read-only view reads its pinned
+            # transaction in _get_first instead).
+            self.get = _sp_fast.Reader(self, self._local)  # type: ignore[method-assign,assignment]
         try:
             if readonly:
                 # A read-only view pins one read transaction for its whole
@@ -322,10 +353,18 @@ class BaseImage:
         Sees every checkpoint that committed before the call.  Raises
         ClosedError if the base image is (being) closed.
         """
+        # On the native backend a writable image's ``get`` is an
+        # ``_sp_fast.Reader`` instead (see __init__), doing the same in C.
         try:
             slot = self._local.slot
         except AttributeError:
             return self._get_first(key)  # a read-only view, or this thread's first get
+        return self._get_cached(slot, key)
+
+    def _get_cached(self, slot: _ReadSlot, key: bytes) -> bytes | None:
+        """get() through this thread's ``slot``: the oracle of ``_sp_fast.Reader``,
+        which hands it every case it does not handle itself (renewal, a
+        resize, a damaged entry)."""
         # The resize gate's enter()/leave(), inlined (this is the hot path),
         # through references the slot keeps.
         active = slot.active
@@ -366,7 +405,15 @@ class BaseImage:
             ok = _crc32c_bytes(key + value) == _unpack_crc(stored)[0]
         except struct.error:
             ok = False  # shorter than its CRC: check_entry names it
-        return value if ok else check_entry(key, stored)
+        return value if ok else check_entry_py(key, stored)
+
+    def _get_failed(self, txn: lmdb.Transaction, exc: BaseException) -> None:
+        """``_sp_fast.Reader``'s error path, as ``_get_cached``'s: ``txn``
+        (taken from the slot) raised ``exc`` in get; abort it, and raise
+        ClosedError instead if the base image was closed under it."""
+        _abort_quietly(txn)
+        if isinstance(exc, lmdb.Error):
+            self._raise_if_closed(exc)
 
     def _get_first(self, key: bytes) -> bytes | None:
         pinned = self._pinned

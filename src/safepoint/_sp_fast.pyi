@@ -1,0 +1,9 @@
+"""Types of safepoint._sp_fast (native/sp_fast.c): the base image's get path."""
+
+from typing import Any
+
+def check_entry(key: Any, stored: Any, /) -> bytes | None: ...
+
+class Reader:
+    def __init__(self, image: Any, local: Any, /) -> None: ...
+    def __call__(self, key: bytes, /) -> bytes | None: ...
