@@ -67,7 +67,7 @@ class NativeGroupCommit:
     with ``switch`` only once everything written to the old one is synced.
     """
 
-    __slots__ = ("_w", "_state")
+    __slots__ = ("_w",)
 
     def __init__(self, seed: int, fd: int, offset: int, next_lsn: int) -> None:
         """An engine writing to ``fd`` from ``offset``; the next append must
@@ -77,7 +77,6 @@ class NativeGroupCommit:
             raise MemoryError("wal: cannot allocate the group-commit engine")
         # Freed when the last reference goes: a thread inside a call holds one.
         self._w = ffi.gc(w, lib.sp_wal_free)
-        self._state = ffi.new("sp_wal_state *")
 
     def append(self, lsn: int, time_ns: int, payload: bytes) -> int:
         """Encode one record into the pending batch; SP_OK or a status.
@@ -123,7 +122,9 @@ class NativeGroupCommit:
 
     def state(self) -> EngineState:
         """LSNs, offset, counters and the error, read together."""
-        st = self._state
+        # A struct per call: the engine's calls release the GIL, so two
+        # threads reading at once would fill one shared struct together.
+        st = ffi.new("sp_wal_state *")
         lib.sp_wal_get_state(self._w, st)
         return EngineState(
             int(st.written_lsn),
