@@ -1,0 +1,82 @@
+"""Probe: what one durable writer sees while a checkpoint runs beside it.
+
+    python benchmarks/probe_checkpoint_writer.py [--entries 300000]
+
+Fills a store's memtable with N entries, starts a thread committing durably
+one key at a time, runs ``db.checkpoint()`` after a second, and prints the
+writer's rate before and during it, the checkpoint's length, and the longest
+gaps between the writer's commits (when each began, relative to the
+checkpoint's start).  Data goes to benchmarks/scratch/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import threading
+import time
+
+import safepoint
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks.common import keys_for, values_for  # noqa: E402
+
+SCRATCH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scratch", "probe-ckpt")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--entries", type=int, default=300_000)
+    args = ap.parse_args()
+    shutil.rmtree(SCRATCH, ignore_errors=True)
+    db = safepoint.open(SCRATCH, sync="always", checkpoint_bytes=None)
+    try:
+        keys, values = keys_for(args.entries, seed=20), values_for(args.entries, seed=20)
+        items = list(zip(keys, values, strict=True))
+        for i in range(0, len(items), 1000):
+            db.update(items[i : i + 1000])
+        times: list[float] = []
+        stop = threading.Event()
+
+        def write() -> None:
+            value, i = b"x" * 100, 0
+            while not stop.is_set():
+                db.put(b"w%d" % (i % 5000), value)
+                times.append(time.perf_counter())
+                i += 1
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        time.sleep(1.0)
+        c0 = time.perf_counter()
+        db.checkpoint()
+        c1 = time.perf_counter()
+        time.sleep(0.2)
+        stop.set()
+        writer.join()
+    finally:
+        db.close()
+        shutil.rmtree(SCRATCH, ignore_errors=True)
+
+    def rate(a: float, b: float) -> float:
+        return sum(1 for t in times if a <= t <= b) / (b - a)
+
+    before, during = rate(c0 - 0.5, c0), rate(c0, c1)
+    gaps = sorted(
+        ((b - a, a - c0) for a, b in zip(times, times[1:], strict=False) if c0 <= b and a <= c1),
+        reverse=True,
+    )
+    print(
+        f"checkpoint of {args.entries:,} entries: {c1 - c0:.3f} s; writer {before:,.0f}/s "
+        f"before, {during:,.0f}/s during ({during / before:.0%})"
+    )
+    print(
+        "longest gaps (ms, at ms):",
+        ", ".join(f"{g * 1e3:.1f}@{at * 1e3:.0f}" for g, at in gaps[:5]),
+    )
+
+
+if __name__ == "__main__":
+    main()
