@@ -223,6 +223,34 @@ def test_a_checkpoint_under_concurrent_writers_produces_exactly_the_dict_state(p
         assert dict(db.items()) == expected
 
 
+def test_a_checkpoint_folds_a_frozen_memtable_while_commits_go_to_the_new_one(path):
+    db = open_store(path)
+    try:
+        commit(db, {b"a": b"1", b"gone": None})
+        fold = db._base.write_fold
+        seen = []
+
+        def spy(batches, lsn, pause=None):
+            # Instrumentation of the real fold: look at the memtables, commit
+            # once as another writer would, then fold for real.
+            frozen = db._frozen
+            seen.append((frozen.frozen, db._mem.frozen))
+            with pytest.raises(RuntimeError, match="frozen"):
+                frozen.put(b"x", b"y")
+            db.put(b"during", b"2")
+            return fold(batches, lsn, pause)
+
+        db._base.write_fold = spy
+        db.checkpoint()
+        assert seen == [(True, False)]
+        assert db.get(b"during") == b"2" and db.get(b"x") is None
+    finally:
+        db.close()
+    assert raw_entries(path) == {b"a": entry_value(b"a", b"1")}  # "during" is in the log
+    with open_store(path) as again:
+        assert dict(again.items()) == {b"a": b"1", b"during": b"2"}
+
+
 # Error paths
 
 
