@@ -15,7 +15,7 @@ set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 seconds=${1:-900}
 shift || true
-targets=${*:-scan payload recovery manifest wal_engine}
+targets=${*:-scan payload recovery manifest wal_engine memtable}
 python=${PYTHON:-python3}
 work=${FUZZ_WORK:-/tmp/safepoint-fuzz}
 mkdir -p "$work" "$root/fuzz/crashes"
