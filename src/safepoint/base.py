@@ -18,38 +18,43 @@ import os
 import struct
 import sys
 import threading
-import time
 import uuid
 import weakref
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from itertools import compress, repeat
-from operator import add, is_not, itemgetter, not_
+from operator import is_not, itemgetter, not_
 from typing import cast
 
-import crc32c
 import lmdb
 
-from . import records
+from .base_entries import LMDB_NAME as _LMDB_NAME
+from .base_entries import (
+    FoldBatch,
+    _crc32c_bytes,
+    _sp_fast,
+    _unpack_crc,
+    check_entry,
+    check_entry_py,
+    entry_value,
+    stored_entries,
+)
+from .base_gate import ReadSlot as _ReadSlot
+from .base_gate import ResizeGate as _ResizeGate
 from .errors import ClosedError, CorruptionError, Error
 from .format import FORMAT_VERSION, LMDB_ENGINE, LMDB_LIB_VERSION
 
-# The get path in C (native/sp_fast.c) beside the pure-Python code below,
-# which stays as its oracle and as the SAFEPOINT_BACKEND=python path.  As
-# with the record codec (records.py), a native build that fails to import is
-# an error, never a silent fallback to the slower path.
-if records.BACKEND == "native":
-    try:
-        from . import _sp_fast
-    except ImportError as exc:
-        raise ImportError(
-            f"safepoint: the native read path (safepoint._sp_fast) failed to import ({exc}). "
-            "Reinstall safepoint where a C compiler is available, or set "
-            "SAFEPOINT_BACKEND=python to run on the pure-Python reference."
-        ) from exc
-else:
-    _sp_fast = None  # type: ignore[assignment]
+# Re-exported: the entry format's names, as callers and tests knew them here.
+__all__ = [
+    "BaseImage",
+    "FoldBatch",
+    "check_entry",
+    "check_entry_py",
+    "entry_value",
+    "stored_entries",
+]
+_first = itemgetter(0)
 
 _META_STORE_ID = b"store_id"
 _META_LSN = b"checkpoint_lsn"
@@ -59,88 +64,9 @@ _META_CHECKPOINTS = b"checkpoints"
 # Virtual address space only: LMDB 0.9 does not grow the file to the map size
 # on Linux, so a large map costs nothing until pages are written.
 _INITIAL_MAP_BYTES = (1 << 40) if sys.maxsize > 2**32 else (1 << 30)
-_LMDB_NAME = "base/data.mdb"
 _GROW_WAIT_S = 1.0  # how long growing the map waits for readers to drain
 # Entries per putmulti call of a checkpoint (the caller's pause runs between).
 _PUT_CHUNK = 512
-
-
-# The crc32c package's function itself (records.crc32c_bytes wraps it in a
-# Python call, which is a fifth of a base-image get).
-_crc32c_bytes = crc32c.crc32c
-_pack_crc = struct.Struct("<I").pack
-_unpack_crc = struct.Struct("<I").unpack_from
-
-
-# One batch of a checkpoint's fold: (key, stored entry) puts, deleted keys.
-FoldBatch = tuple[list[tuple[bytes, bytes]], list[bytes]]
-_first = itemgetter(0)
-
-
-def entry_value(key: bytes, value: bytes) -> bytes:
-    """The stored form of a value: its CRC over key and value, then the value."""
-    return _pack_crc(_crc32c_bytes(value, _crc32c_bytes(key))) + value
-
-
-def check_entry(key: bytes, stored: bytes | memoryview) -> bytes:
-    """Return the value of a stored entry, or raise CorruptionError."""
-    if _sp_fast is not None:
-        value = _sp_fast.check_entry(key, stored)
-        if value is not None:
-            return value
-    return check_entry_py(key, stored)  # raises the error that names the problem
-
-
-def check_entry_py(key: bytes, stored: bytes | memoryview) -> bytes:
-    """check_entry in pure Python: the oracle of ``_sp_fast.check_entry``."""
-    if len(stored) < 4:
-        raise CorruptionError(
-            f"base: entry for key {bytes(key)[:64]!r} is too short ({len(stored)} bytes)",
-            file=_LMDB_NAME,
-        )
-    value = stored[4:]
-    if type(value) is not bytes:
-        value = bytes(value)
-    if type(key) is not bytes:
-        key = bytes(key)
-    crc = _crc32c_bytes
-    if crc(value, crc(key)) != _unpack_crc(stored)[0]:
-        raise CorruptionError(
-            f"base: checksum mismatch for key {bytes(key)[:64]!r}", file=_LMDB_NAME
-        )
-    return value
-
-
-class _ReadSlot(list):  # type: ignore[type-arg]
-    """One thread's cached read transaction: holds it (zero or one item)
-    while it is idle.
-
-    The owner takes it with ``pop()`` for one get and puts it back with
-    ``append()``; a retiring thread takes it with ``pop()`` too and aborts
-    it.  Both are single calls under the GIL, so exactly one of them gets
-    the transaction and no transaction is aborted while a get is using it.
-    ``generation`` is the base image's generation read *before* the
-    transaction began: if it still equals the current one, no checkpoint
-    has committed since, so the transaction sees the latest base image.
-    """
-
-    __slots__ = ("generation", "gate", "active", "__weakref__")
-    # Identity, not contents: slots live in a WeakSet.
-    __hash__ = object.__hash__  # type: ignore[assignment]
-    __eq__ = object.__eq__  # type: ignore[assignment]
-
-    def __init__(self, gate: _ResizeGate) -> None:
-        super().__init__()
-        self.generation = -1
-        self.gate = gate  # the base image's resize gate and its reader list,
-        self.active = gate._active  # kept here to save lookups per get
-
-
-def stored_entries(keys: Sequence[bytes], values: Sequence[bytes]) -> list[tuple[bytes, bytes]]:
-    """``(keys[i], entry_value(keys[i], values[i]))`` for every i, built by
-    C-level ``map`` calls: no Python frame per entry."""
-    stored = map(add, map(_pack_crc, map(_crc32c_bytes, map(add, keys, values))), values)
-    return list(zip(keys, stored, strict=True))
 
 
 def _put_stored(cur: lmdb.Cursor, items: Sequence[tuple[bytes, bytes]], *, append: bool) -> None:
@@ -161,78 +87,6 @@ def _abort_quietly(txn: lmdb.Transaction) -> None:
         txn.abort()
     except lmdb.Error:
         pass  # invalidated when the environment closed: it holds nothing
-
-
-class _ResizeGate:
-    """Readers share it; growing the map takes it alone (LMDB requires that no
-    transaction is active in the process while the map is resized).
-
-    Readers register by appending to a list, which the GIL makes atomic, and
-    check the flag after registering; the grower sets the flag, then waits
-    for the list to drain.  That costs a reader ~0.1 us where a Condition
-    costs ~4 us, and every base-image get passes through here.
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
-        self._active: list[None] = []
-        self._resizing = False
-
-    def enter(self) -> None:
-        """Register a reader; waits while a resize is under way."""
-        active = self._active
-        while True:
-            active.append(None)
-            if not self._resizing:
-                return
-            active.pop()
-            with self._cond:
-                while self._resizing:
-                    self._cond.wait()
-
-    def leave(self) -> None:
-        """Unregister a reader."""
-        self._active.pop()
-        if self._resizing:
-            self.wake()
-
-    def wake(self) -> None:
-        """Tell a waiting grower that a reader left."""
-        with self._cond:
-            self._cond.notify_all()
-
-    @contextmanager
-    def shared(self) -> Iterator[None]:
-        self.enter()
-        try:
-            yield
-        finally:
-            self.leave()
-
-    @contextmanager
-    def exclusive(self, timeout_s: float) -> Iterator[None]:
-        """Hold readers off; Error if they do not drain within ``timeout_s``."""
-        with self._cond:
-            while self._resizing:
-                self._cond.wait()
-            self._resizing = True
-        try:
-            deadline = time.monotonic() + timeout_s
-            while self._active:
-                if time.monotonic() >= deadline:
-                    raise Error(
-                        "base: the LMDB map is full and cannot grow while read "
-                        "transactions (open iterators) are held; close them and "
-                        "checkpoint again"
-                    )
-                with self._cond:
-                    # A reader's leave() may notify before we wait: poll too.
-                    self._cond.wait(0.01)
-            yield
-        finally:
-            with self._cond:
-                self._resizing = False
-                self._cond.notify_all()
 
 
 class BaseImage:

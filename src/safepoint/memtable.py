@@ -21,6 +21,7 @@ from itertools import islice
 from typing import Any
 
 from . import records
+from .base_entries import stored_entries
 
 TOMBSTONE = None
 _MISSING = object()
@@ -124,8 +125,6 @@ class Memtable:
         """Every entry in key order, for a checkpoint, in batches of at most
         ``step`` keys: per batch the puts as (key, base image entry) and the
         deleted keys, each ascending.  For a frozen memtable (no writers)."""
-        from .base import stored_entries  # base imports lmdb: only a fold needs it
-
         keys = self._ordered()
         get = self._data.__getitem__
         for lo in range(0, len(keys), step):
