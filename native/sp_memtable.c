@@ -641,7 +641,11 @@ static PyObject *Table_apply_records(Table *t, PyObject *const *args, Py_ssize_t
         goto fail;
     if (start == stop)
         goto empty;
-    uint32_t c = chunk_new(t, p, (size_t)view->len, NULL, view);
+    /* A bytes object is held in memory whole; a mapping (recovery's mmap of a
+     * segment) costs only the pages of the records read from it: count the
+     * span, not a preallocated segment's zero tail. */
+    size_t held = PyBytes_Check(args[0]) ? (size_t)view->len : (size_t)(stop - start);
+    uint32_t c = chunk_new(t, p, held, NULL, view);
     if (c == NONE32)
         goto fail;
     int rc = 0;

@@ -321,6 +321,22 @@ def test_entries_replayed_from_an_mmap_outlive_the_callers_reference(tmp_path):
     ]
 
 
+def test_a_mapped_span_counts_its_records_not_the_whole_mapping(tmp_path):
+    # A preallocated segment is mostly zeros: the memtable holds the pages of
+    # the records it replayed, not the mapping's length.
+    buf, start, stop = span_of([{b"k": b"v" * 100}], 0)
+    path = tmp_path / "seg"
+    path.write_bytes(buf + bytes(1 << 20))
+    with open(path, "rb") as f:
+        data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    mem = NativeMemtable()
+    mem.apply_records(data, start, stop)
+    assert stop - start <= mem.payload_bytes < 64 * 1024
+    same = NativeMemtable()
+    same.apply_records(buf + bytes(1 << 20), start, stop)  # bytes are held whole
+    assert same.payload_bytes > 1 << 20
+
+
 def test_an_mmap_held_by_the_memtable_cannot_be_closed(tmp_path):
     # Recovery must drop its mmaps, not close them, once it replays into a
     # NativeMemtable: the memtable holds a buffer export on each.
