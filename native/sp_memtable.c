@@ -253,10 +253,10 @@ static int reserve_one(Table *t)
 
 /* Point key (at chunk c, offset off) at the value that follows it.  Fails
  * only for want of memory, with the table consistent. */
-static int table_set(Table *t, uint32_t c, uint64_t off, size_t klen, uint32_t vlen)
+static int table_set_hashed(Table *t, uint32_t c, uint64_t off, size_t klen, uint32_t vlen,
+                            uint32_t h)
 {
     const uint8_t *k = t->chunks[c].base + off;
-    uint32_t h = key_hash(k, klen);
     Slot *s = find_slot(t, k, klen, h);
     uint64_t offk = off | ((uint64_t)klen << OFF_BITS);
     if (s->idx1) {
@@ -282,6 +282,11 @@ static int table_set(Table *t, uint32_t c, uint64_t off, size_t klen, uint32_t v
     s->idx1 = i + 1;
     s->hash = h;
     return 0;
+}
+
+static int table_set(Table *t, uint32_t c, uint64_t off, size_t klen, uint32_t vlen)
+{
+    return table_set_hashed(t, c, off, klen, vlen, key_hash(t->chunks[c].base + off, klen));
 }
 
 static const Entry *lookup_entry(const Table *t, PyObject *key)
@@ -345,15 +350,31 @@ static int check_payload(const uint8_t *p, size_t len, size_t where)
 /* Apply a payload already checked by check_payload, at `off` in chunk c. */
 static int apply_payload(Table *t, uint32_t c, size_t off)
 {
+    /* Inserting many keys is memory-bound (each probes a random slot of a
+     * large table): hash PREFETCH_AHEAD ops ahead and prefetch their slots,
+     * so the cache misses overlap.  A prefetch is only a hint: one made
+     * before the slots array grew touches nothing it should not. */
+    enum { PREFETCH_AHEAD = 8 };
+    uint32_t hashes[PREFETCH_AHEAD];
     const uint8_t *base = t->chunks[c].base;
     uint32_t count = rd_le32(base + off);
-    size_t pos = off + 4;
+    size_t pos = off + 4, ahead_pos = pos;
+    uint32_t ahead = 0;
     for (uint32_t i = 0; i < count; i++) {
+        for (; ahead < count && ahead < i + PREFETCH_AHEAD; ahead++) {
+            const uint8_t *h = base + ahead_pos;
+            size_t klen = (size_t)h[1] | (size_t)h[2] << 8;
+            uint32_t hash = key_hash(h + SP_OP_HEADER_SIZE, klen);
+            hashes[ahead % PREFETCH_AHEAD] = hash;
+            __builtin_prefetch(&t->slots[hash & t->mask]);
+            ahead_pos += SP_OP_HEADER_SIZE + klen + rd_le32(h + 3);
+        }
         const uint8_t *h = base + pos;
         size_t klen = (size_t)h[1] | (size_t)h[2] << 8;
         uint32_t vlen = rd_le32(h + 3);
         pos += SP_OP_HEADER_SIZE;
-        if (table_set(t, c, pos, klen, h[0] == SP_OP_PUT ? vlen : TOMB) < 0)
+        if (table_set_hashed(t, c, pos, klen, h[0] == SP_OP_PUT ? vlen : TOMB,
+                             hashes[i % PREFETCH_AHEAD]) < 0)
             return -1;
         pos += klen + vlen;
     }
