@@ -37,5 +37,7 @@ setup(
         ),
         # The base image's get path; it computes its CRC with sp_core's.
         native_module("_sp_fast", ["sp_fast.c", "sp_core.c"], ("sp_core.h",)),
+        # Store.get (its Python frame was most of a memtable get).
+        native_module("_sp_get", ["sp_get.c"]),
     ],
 )

@@ -185,6 +185,10 @@ class Store(MutableMapping):  # type: ignore[type-arg]
         # Bytes come back as they are: skip the codec's call.
         return raw if type(self._codec) is BytesCodec else self._decode(raw)
 
+    # The Python get under its own name: the oracle of the C one installed
+    # below, and what that one hands every case it does not handle.
+    _get_py = get
+
     def __getitem__(self, key: Any) -> Any:
         raw = self.get(key, _MISSING)
         if raw is _MISSING:
@@ -584,3 +588,18 @@ class Store(MutableMapping):  # type: ignore[type-arg]
 
 
 from .transaction import Transaction  # noqa: E402  (circular: Transaction uses Store)
+
+# Store.get in C (native/sp_get.c): the method above, transcribed, for the
+# native backend; the Python method stays as its oracle and takes every case
+# the C declines.  As with the other native modules, a native build that
+# fails to import is an error, not a silent fallback.
+if records.BACKEND == "native":
+    try:
+        from . import _sp_get
+    except ImportError as exc:
+        raise ImportError(
+            f"safepoint: the native get (safepoint._sp_get) failed to import ({exc}). "
+            "Reinstall safepoint where a C compiler is available, or set "
+            "SAFEPOINT_BACKEND=python to run on the pure-Python reference."
+        ) from exc
+    Store.get = _sp_get.StoreGet(Store._get_py, _MISSING, BytesCodec, MAX_KEY_SIZE)  # type: ignore[method-assign,assignment]

@@ -10,7 +10,10 @@ failure path now leaves the frozen reference in place (pointing at the
 restored memtable) until the next checkpoint's swap replaces it.
 
 The reader is paused at that exact point with sys.settrace, standing for
-the thread switch that makes the race.
+the thread switch that makes the race.  It reads through ``Store._get_py``,
+the Python get: on the native backend ``Store.get`` is C (native/sp_get.c),
+which reads both memtables with no thread switch between them, and
+tests/test_get_native.py holds it to this one's answers.
 """
 
 from __future__ import annotations
@@ -61,9 +64,10 @@ class HeldFailingSyncFS(FileSystem):
 
 
 def read_paused_after_the_memtable(db: Store, key: bytes, paused, resume, out) -> None:
-    """db.get(key), paused once it has looked in the memtable and before it
-    looks for the frozen one (get inlines _lookup's layers; other reads call it)."""
-    codes = (Store.get.__code__, Store._lookup.__code__)
+    """db.get(key) in Python, paused once it has looked in the memtable and
+    before it looks for the frozen one (get inlines _lookup's layers; other
+    reads call it)."""
+    codes = (Store._get_py.__code__, Store._lookup.__code__)
 
     def tracer(frame, event, arg):
         if frame.f_code not in codes:
@@ -79,7 +83,7 @@ def read_paused_after_the_memtable(db: Store, key: bytes, paused, resume, out) -
 
     sys.settrace(tracer)
     try:
-        out.append(db.get(key))
+        out.append(Store._get_py(db, key))
     finally:
         sys.settrace(None)
 
