@@ -32,7 +32,13 @@ setup(
         native_module("_sp_batch", ["sp_batch.c"]),
         native_module(
             "_sp_memtable",
-            ["sp_memtable.c", "sp_memtable_order.c", "sp_memtable_iter.c", "sp_core.c"],
+            [
+                "sp_memtable.c",
+                "sp_memtable_table.c",
+                "sp_memtable_order.c",
+                "sp_memtable_iter.c",
+                "sp_core.c",
+            ],
             ("sp_memtable.h", "sp_core.h"),
         ),
         # The base image's get path; it computes its CRC with sp_core's.

@@ -1,6 +1,7 @@
-/* sp_memtable.h -- the native memtable's data layout, shared by
- * sp_memtable.c (the Python type) and sp_memtable_order.c (the sorted order).
- * See sp_memtable.c for the design. */
+/* sp_memtable.h -- the native memtable's data layout and internal API, shared
+ * by sp_memtable.c (the Python type), sp_memtable_table.c (chunks, the hash
+ * index, payload parsing), sp_memtable_order.c (the sorted order) and
+ * sp_memtable_iter.c (the ordered reads).  See sp_memtable.c for the design. */
 #ifndef SP_MEMTABLE_H
 #define SP_MEMTABLE_H
 
@@ -63,6 +64,11 @@ typedef struct {
                        * changed and read under the GIL */
 } Table;
 
+static inline uint32_t rd_le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
 static inline size_t klen_of(const Entry *e) { return (size_t)(e->offk >> OFF_BITS); }
 
 static inline const uint8_t *key_of(const Table *t, const Entry *e)
@@ -84,6 +90,42 @@ static inline PyObject *value_of(const Table *t, const Entry *e)
         Py_RETURN_NONE;
     return PyBytes_FromStringAndSize((const char *)key_of(t, e) + klen_of(e), e->vlen);
 }
+
+/* sp_memtable_table.c: the data structure.  Every call needs the GIL. */
+
+#define ARENA_MAX_PAYLOAD ((size_t)256) /* larger payloads are kept by reference */
+
+/* Seed the key hash from os.urandom; once, at module init.  -1 with an
+ * exception. */
+int mt_seed_key_hash(void);
+/* A new chunk over base[0..size) (size: the bytes it keeps alive), pinned
+ * until mt_finish_write; NONE32 with MemoryError.  On failure the caller
+ * still owns owner/view/memory; once it succeeds, mt_sweep releases them
+ * (for owner, one reference the caller gives it). */
+uint32_t mt_chunk_new(Table *t, const uint8_t *base, size_t size, PyObject *owner,
+                      Py_buffer *view);
+/* Release every chunk whose last entry went (may run Python code). */
+void mt_sweep(Table *t);
+/* Point the key at chunk c + off (klen bytes, its value right after; vlen
+ * TOMB for a delete).  -1 with MemoryError/OverflowError, table consistent. */
+int mt_table_set(Table *t, uint32_t c, uint64_t off, size_t klen, uint32_t vlen);
+/* The entry of key (a checked bytes key), or NULL. */
+const Entry *mt_lookup_entry(const Table *t, PyObject *key);
+/* 0 if p[0..len) is exactly one well-formed payload, else -1 with a
+ * ValueError naming offsets from `where`. */
+int mt_check_payload(const uint8_t *p, size_t len, size_t where);
+/* 0 if p[start..stop) is whole records (headers and payloads), each
+ * checked as mt_check_payload; else -1 with a ValueError. */
+int mt_check_records(const uint8_t *p, size_t start, size_t stop);
+/* Apply the checked payload at off in chunk c.  -1 as mt_table_set. */
+int mt_apply_payload(Table *t, uint32_t c, size_t off);
+/* Room for len <= ARENA_MAX_PAYLOAD bytes: the arena chunk, pinned, with the
+ * offset in *off; NONE32 with MemoryError. */
+uint32_t mt_arena_alloc(Table *t, size_t len, size_t *off);
+/* Drop the pin on chunk c (if not NONE32) and release what died. */
+void mt_finish_write(Table *t, uint32_t c);
+
+/* sp_memtable_order.c: the sorted order. */
 
 /* The sorted order of every entry (borrowed from t; NULL + MemoryError).
  * Called with the GIL, by a caller holding a reference to t; on a frozen

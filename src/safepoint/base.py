@@ -4,8 +4,10 @@ Two named databases: ``data`` maps each key to ``crc32c(key ++ value)`` (4
 bytes) followed by the value, because LMDB keeps no checksums of its own and
 a flipped bit must never be returned as data; ``meta`` holds the store id,
 the checkpoint LSN and the format facts.  A checkpoint writes its entries and
-its LSN in one LMDB write transaction, which LMDB makes durable (fdatasync of
-the data file, then of the meta page) before ``commit`` returns.
+its LSN in one LMDB write transaction (base_write.py), which LMDB makes
+durable (fdatasync of the data file, then of the meta page) before ``commit``
+returns.  The entry format is base_entries.py; the read path's resize gate
+and per-thread slot, base_gate.py.
 
 Engine: py-lmdb bundles LMDB 0.9 and 1.0, whose files are incompatible.  We
 pin 0.9 (``format.LMDB_LIB_VERSION``), the format every LMDB tool reads, and
@@ -20,15 +22,12 @@ import sys
 import threading
 import uuid
 import weakref
-from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from itertools import compress, repeat
-from operator import is_not, itemgetter, not_
-from typing import cast
 
 import lmdb
 
+from . import base_write
 from .base_entries import LMDB_NAME as _LMDB_NAME
 from .base_entries import (
     FoldBatch,
@@ -54,7 +53,6 @@ __all__ = [
     "entry_value",
     "stored_entries",
 ]
-_first = itemgetter(0)
 
 _META_STORE_ID = b"store_id"
 _META_LSN = b"checkpoint_lsn"
@@ -64,22 +62,6 @@ _META_CHECKPOINTS = b"checkpoints"
 # Virtual address space only: LMDB 0.9 does not grow the file to the map size
 # on Linux, so a large map costs nothing until pages are written.
 _INITIAL_MAP_BYTES = (1 << 40) if sys.maxsize > 2**32 else (1 << 30)
-_GROW_WAIT_S = 1.0  # how long growing the map waits for readers to drain
-# Entries per putmulti call of a checkpoint (the caller's pause runs between).
-_PUT_CHUNK = 512
-
-
-def _put_stored(cur: lmdb.Cursor, items: Sequence[tuple[bytes, bytes]], *, append: bool) -> None:
-    """Put the (key, stored entry) ``items``, ascending, through ``cur``."""
-    _, added = cur.putmulti(items, append=append)
-    if added != len(items):
-        # LMDB answers an out-of-order MDB_APPEND with "key exists", which
-        # putmulti counts as not added and skips: never lose one silently.
-        raise Error(f"base: the checkpoint stored {added} of {len(items)} entries")
-
-
-def _no_pause() -> None:
-    pass
 
 
 def _abort_quietly(txn: lmdb.Transaction) -> None:
@@ -198,6 +180,13 @@ class BaseImage:
             txn.put(_META_CHECKPOINTS, b"0")
         self._retire_readers()
         return store_id
+
+    def _record_checkpoint(self, txn: lmdb.Transaction, lsn: int) -> None:
+        """Set the checkpoint LSN and count one more checkpoint, in ``txn``
+        (the checkpoint's write transaction, base_write._write)."""
+        txn.put(_META_LSN, str(lsn).encode(), db=self._meta)
+        n = int(txn.get(_META_CHECKPOINTS, b"0", db=self._meta)) + 1
+        txn.put(_META_CHECKPOINTS, str(n).encode(), db=self._meta)
 
     # --- reads ------------------------------------------------------------------
 
@@ -387,22 +376,10 @@ class BaseImage:
     ) -> int:
         """Fold ``keys[i] -> values[i]`` (None: delete) and ``lsn`` in one transaction.
 
-        ``keys`` must be distinct and ascending (a memtable's order); see
-        ``write_fold``, which this feeds in batches.  Returns the number of
-        entries.
+        Durable and atomic when it returns; returns the number of entries.
+        The contract in full: ``base_write.write_checkpoint``.
         """
-        if len(keys) != len(values):
-            raise ValueError(f"write_checkpoint: {len(keys)} keys but {len(values)} values")
-
-        def batches() -> Iterator[FoldBatch]:
-            for lo in range(0, len(keys), _PUT_CHUNK):
-                ks, vs = keys[lo : lo + _PUT_CHUNK], values[lo : lo + _PUT_CHUNK]
-                live = list(map(is_not, vs, repeat(None)))
-                deletes = list(compress(ks, map(not_, live)))
-                puts = cast("list[bytes]", list(compress(vs, live)))  # no None left
-                yield stored_entries(list(compress(ks, live)), puts), deletes
-
-        return self.write_fold(batches, lsn, pause)
+        return base_write.write_checkpoint(self, keys, values, lsn, pause)
 
     def write_fold(
         self,
@@ -410,68 +387,12 @@ class BaseImage:
         lsn: int,
         pause: Callable[[], None] | None = None,
     ) -> int:
-        """Fold a memtable and ``lsn`` into the base image in one transaction.
+        """Fold a memtable's ``batches()`` and ``lsn`` in one transaction.
 
-        ``batches()`` gives the entries as ``Memtable.fold_batches`` does:
-        consecutive batches, each a list of (key, stored entry) puts and a
-        list of deleted keys, every key distinct and ascending across them.
-        It is called again if the map must grow and the write restart.
-        ``pause``, if given, is called between batches (the caller lets
-        other threads run there).  Durable and atomic when it returns: a
-        crash before the commit leaves the previous checkpoint, after it
-        this one.  Returns the number of entries.
+        Durable and atomic when it returns; returns the number of entries.
+        The contract in full, and the write path: ``base_write.write_fold``.
         """
-        while True:
-            try:
-                return self._write(batches(), lsn, pause or _no_pause)
-            except lmdb.MapFullError:
-                self._grow()
-            except lmdb.DiskError as exc:
-                raise Error(
-                    f"base: the checkpoint could not be written ({exc}); the log still "
-                    "holds every commit, and the next checkpoint retries"
-                ) from exc
-
-    def _write(self, batches: Iterable[FoldBatch], lsn: int, pause: Callable[[], None]) -> int:
-        data = self._data
-        entries = 0
-        with self.env.begin(write=True) as txn:
-            cur = txn.cursor(db=data)
-            # Keys above the last one stored go in with MDB_APPEND (no
-            # search; pages are filled instead of split), the others with
-            # plain puts.  Deleting or putting keys at or below it never
-            # raises the database's last key, so the appends stay valid.
-            last = cur.key() if cur.last() else None
-            for puts, deletes in batches:
-                for key in deletes:
-                    txn.delete(key, db=data)
-                split = 0 if last is None else bisect_right(puts, last, key=_first)
-                if split:
-                    _put_stored(cur, puts[:split], append=False)
-                if split < len(puts):
-                    _put_stored(cur, puts[split:], append=True)
-                entries += len(puts) + len(deletes)
-                pause()
-            txn.put(_META_LSN, str(lsn).encode(), db=self._meta)
-            n = int(txn.get(_META_CHECKPOINTS, b"0", db=self._meta)) + 1
-            txn.put(_META_CHECKPOINTS, str(n).encode(), db=self._meta)
-        # Committed: from here every get must see it.  The store drops the
-        # frozen memtable only after this returns, so a get that no longer
-        # finds it there finds a bumped generation here.
-        self._retire_readers()
-        return entries
-
-    def _grow(self) -> None:
-        # Readers must not wait on a checkpoint: if open iterators (or a
-        # reader in this very thread) hold the gate past the timeout, give up
-        # the growth and fail this checkpoint instead; the memtable keeps
-        # its entries and the next checkpoint tries again.
-        with self._gate.exclusive(timeout_s=_GROW_WAIT_S):
-            # No get is running (the gate), so every cached transaction is
-            # idle and retired here: LMDB resizes only with none open.
-            self._retire_readers()
-            size = self.env.info()["map_size"]
-            self.env.set_mapsize(size * 2)
+        return base_write.write_fold(self, batches, lsn, pause)
 
     def sync(self) -> None:
         """Force LMDB's data to disk (it already is after each commit)."""

@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 
 import safepoint
-from safepoint import base
+from safepoint import base, base_write
 
 
 def test_a_checkpoint_that_cannot_grow_the_map_fails_and_keeps_the_data(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(base, "_INITIAL_MAP_BYTES", 1 << 20)
-    monkeypatch.setattr(base, "_GROW_WAIT_S", 0.2)
+    monkeypatch.setattr(base_write, "_GROW_WAIT_S", 0.2)
     db = safepoint.open(tmp_path / "s", checkpoint_bytes=None)
     try:
         db.put(b"a", b"1")

@@ -6,8 +6,8 @@ protocol (copy-on-write pages, fdatasync, then a meta page, then
 fdatasync) makes a committed transaction durable and an uncommitted one
 invisible after a power loss, and the crash toolkit takes that as given.
 
-The hook: the methods of ``safepoint.base.BaseImage`` that commit
-(``initialise`` and ``_write``, the transaction behind ``write_checkpoint``)
+The hook: the functions that commit a base image (``BaseImage.initialise``
+and ``safepoint.base_write._write``, the transaction behind a checkpoint)
 are wrapped once, the first time a FaultFS is created.  After the original
 returns, every FaultFS whose root holds that environment records an
 ``LmdbCommit`` event with a copy of ``data.mdb``; a crash state gets the copy
@@ -26,6 +26,7 @@ import threading
 import weakref
 from typing import TYPE_CHECKING, Any
 
+from .. import base_write
 from ..base import BaseImage
 
 if TYPE_CHECKING:
@@ -57,13 +58,13 @@ def _install() -> None:
     with _install_lock:
         if _installed:
             return
-        write = BaseImage._write
+        write = base_write._write
         initialise = BaseImage.initialise
 
         @functools.wraps(write)
-        def _write(self: BaseImage, *args: Any, **kwargs: Any) -> int:
-            n = write(self, *args, **kwargs)
-            _committed(self)
+        def _write(image: BaseImage, *args: Any, **kwargs: Any) -> int:
+            n = write(image, *args, **kwargs)
+            _committed(image)
             return n
 
         @functools.wraps(initialise)
@@ -72,6 +73,6 @@ def _install() -> None:
             _committed(self)
             return store_id
 
-        BaseImage._write = _write  # type: ignore[method-assign]
+        base_write._write = _write
         BaseImage.initialise = _initialise  # type: ignore[method-assign]
         _installed = True
