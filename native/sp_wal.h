@@ -80,3 +80,15 @@ void sp_wal_set_gather(sp_wal *w, double max_ns);
 
 /* Fill *st under the lock. */
 void sp_wal_get_state(sp_wal *w, sp_wal_state *st);
+
+/* For a long job that holds the GIL between short steps (a checkpoint's
+ * fold): wait, at most max_ns, while another thread needs the GIL now or
+ * soon: a flush is in flight and due to end within step_ns (by its
+ * fdatasync's moving average), or a thread came back from a durable flush
+ * less than 1 ms ago and has not called sp_wal_flush again (its next
+ * commit's flush, where it releases the GIL).  The calling thread's own
+ * flushes do not count.  Spins for up to 200 us before it sleeps (a
+ * wake-up on an idle virtual CPU costs about a committer's turn).  Called
+ * without the GIL (cffi drops it), so the committer runs while the job
+ * waits.  Returns the nanoseconds waited (0: nobody needed the GIL). */
+double sp_wal_yield(sp_wal *w, double step_ns, double max_ns);

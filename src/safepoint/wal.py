@@ -187,6 +187,13 @@ class WalWriter(PythonGroupCommit):
             return self._native.state().fsyncs
         return self._fsyncs
 
+    def yield_to_committers(self, step_s: float, max_s: float) -> float | None:
+        """``NativeGroupCommit.yield_to_committers``; None on the Python
+        engine, which cannot tell when a committer needs the GIL."""
+        if self._native is None:
+            return None
+        return self._native.yield_to_committers(step_s, max_s)
+
     @property
     def engine(self) -> str:
         """Which group-commit loop runs: "native" or "python"."""

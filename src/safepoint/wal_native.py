@@ -120,6 +120,12 @@ class NativeGroupCommit:
         """Drop pending records, wait for a flush in flight, refuse the rest."""
         lib.sp_wal_abandon(self._w)
 
+    def yield_to_committers(self, step_s: float, max_s: float) -> float:
+        """For a job holding the GIL between steps of ``step_s`` (a
+        checkpoint's fold): wait, at most ``max_s``, while a committer needs
+        the GIL now or before another step would end; the seconds waited."""
+        return float(lib.sp_wal_yield(self._w, step_s * 1e9, max_s * 1e9)) / 1e9
+
     def state(self) -> EngineState:
         """LSNs, offset, counters and the error, read together."""
         # A struct per call: the engine's calls release the GIL, so two
