@@ -14,6 +14,7 @@ holds them to that.  ``BACKEND`` names the one in use.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 
 from ._records_common import (
     RecordInfo,
@@ -27,6 +28,11 @@ from ._records_common import (
 from .format import RECORD_HEADER_SIZE
 
 _CHOICE = os.environ.get("SAFEPOINT_BACKEND", "native") or "native"
+
+# encode_writes_or_none: the C encoder itself on the native backend, None on
+# the Python one.  It returns None for what it declines (encode_writes then
+# handles it); a commit calls it first to save a Python frame per commit.
+encode_writes_or_none: Callable[[Mapping[bytes, bytes | None]], bytes | None] | None = None
 
 if _CHOICE == "python":
     from ._records_py import (
@@ -55,6 +61,9 @@ elif _CHOICE == "native":
             scan_span,
             store_seed,
         )
+        from ._sp_batch import encode_writes as _encode_writes_c
+
+        encode_writes_or_none = _encode_writes_c
     except ImportError as exc:
         raise ImportError(
             "safepoint: the native core (safepoint._sp_core, _sp_batch) failed to import "
@@ -80,6 +89,7 @@ __all__ = [
     "decode_payload",
     "encode_payload",
     "encode_writes",
+    "encode_writes_or_none",
     "encode_batch",
     "encode_record",
     "find_valid",

@@ -251,7 +251,8 @@ class Store(MutableMapping):  # type: ignore[type-arg]
                 "this thread already has an open transaction; use its txn.put / txn.delete "
                 "(nested transactions would deadlock)"
             )
-        self._check_writable()
+        if self._closed or self.readonly or self._failed is not None:
+            self._check_writable()
         self._write_lock.acquire()
         self._txn_owner = me
         if self._failed is not None or self._closed:
@@ -280,7 +281,10 @@ class Store(MutableMapping):  # type: ignore[type-arg]
         """Queue the record and apply it; the write lock is held."""
         if not writes:
             return None
-        payload = records.encode_writes(writes)
+        encode_c = records.encode_writes_or_none
+        payload = None if encode_c is None else encode_c(writes)
+        if payload is None:
+            payload = records.encode_writes(writes)
         wal = self._wal
         assert wal is not None
         lsn: int | None = None

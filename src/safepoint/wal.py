@@ -216,15 +216,24 @@ class WalWriter(PythonGroupCommit):
         """
         size = RECORD_HEADER_SIZE + len(payload)
         with self._lock:
-            self._check_usable()
+            if self._closed or self._failed is not None:
+                self._check_usable()
             if self._end + size > self._alloc:
                 if self._end > SEGMENT_HEADER_SIZE:
                     self._rollover(size)
                 else:
                     self._extend_empty_segment(self._end + size)
             lsn = self._next_lsn
-            if self._native is not None:
-                if self._native.append(lsn, time.time_ns(), payload) != 0:
+            native = self._native
+            if native is not None:
+                if type(payload) is bytes:
+                    rc = native.append_call(
+                        native.handle, lsn, time.time_ns(), payload, len(payload)
+                    )
+                    rc = rc and native.check_append(rc, lsn, payload)
+                else:
+                    rc = native.append(lsn, time.time_ns(), payload)
+                if rc != 0:
                     self._native_refused()
             else:
                 # Refused here, as the native engine does, not in the leader's
@@ -257,8 +266,9 @@ class WalWriter(PythonGroupCommit):
         """
         if durable is None:
             durable = self.sync_mode == "always"
-        if self._native is not None:
-            if self._native.flush(lsn, durable) != 0:
+        native = self._native
+        if native is not None:
+            if native.flush_call(native.handle, lsn, 1 if durable else 0) != 0:
                 with self._lock:
                     self._native_refused()
             return

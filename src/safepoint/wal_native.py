@@ -17,7 +17,7 @@ same bytes and the same failure semantics.
 from __future__ import annotations
 
 import os
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from .format import (
     MAX_PAYLOAD_SIZE,
@@ -67,7 +67,13 @@ class NativeGroupCommit:
     with ``switch`` only once everything written to the old one is synced.
     """
 
-    __slots__ = ("_w",)
+    __slots__ = ("handle",)
+
+    # The engine's two per-commit calls, for WalWriter's hot path, which
+    # makes them with ``handle`` itself: a Python frame per call is a
+    # measurable part of a commit's time with the GIL (docs/design.md).
+    append_call: Any = lib.sp_wal_append if lib is not None else None
+    flush_call: Any = lib.sp_wal_flush if lib is not None else None
 
     def __init__(self, seed: int, fd: int, offset: int, next_lsn: int) -> None:
         """An engine writing to ``fd`` from ``offset``; the next append must
@@ -76,7 +82,8 @@ class NativeGroupCommit:
         if w == ffi.NULL:
             raise MemoryError("wal: cannot allocate the group-commit engine")
         # Freed when the last reference goes: a thread inside a call holds one.
-        self._w = ffi.gc(w, lib.sp_wal_free)
+        # The engine pointer (also for ``append_call`` and ``flush_call``).
+        self.handle = ffi.gc(w, lib.sp_wal_free)
 
     def append(self, lsn: int, time_ns: int, payload: bytes) -> int:
         """Encode one record into the pending batch; SP_OK or a status.
@@ -85,10 +92,15 @@ class NativeGroupCommit:
         log stays usable); other statuses are returned for the caller to
         turn into its errors."""
         if type(payload) is bytes:
-            rc = lib.sp_wal_append(self._w, lsn, time_ns, payload, len(payload))
+            rc = lib.sp_wal_append(self.handle, lsn, time_ns, payload, len(payload))
         else:
             with ffi.from_buffer("uint8_t[]", payload) as ptr:
-                rc = lib.sp_wal_append(self._w, lsn, time_ns, ptr, len(ptr))
+                rc = lib.sp_wal_append(self.handle, lsn, time_ns, ptr, len(ptr))
+        return self.check_append(rc, lsn, payload)
+
+    def check_append(self, rc: int, lsn: int, payload: bytes) -> int:
+        """``append``'s answer for the status ``rc`` of appending ``payload``
+        as ``lsn``: raises for a refused payload, else returns the status."""
         if rc == SP_BAD_LENGTH:
             raise ValueError(payload_size_error(len(payload)))
         if rc == SP_BAD_PAYLOAD:
@@ -102,36 +114,36 @@ class NativeGroupCommit:
     def flush(self, lsn: int, durable: bool) -> int:
         """Block until record ``lsn`` is written (and synced if ``durable``);
         SP_OK, SP_WAL_FAILED or SP_WAL_CLOSED."""
-        return int(lib.sp_wal_flush(self._w, lsn, 1 if durable else 0))
+        return int(lib.sp_wal_flush(self.handle, lsn, 1 if durable else 0))
 
     def switch(self, fd: int, offset: int) -> int:
         """Write to ``fd`` from ``offset`` from now on; SP_OK or a status."""
-        return int(lib.sp_wal_switch(self._w, fd, offset))
+        return int(lib.sp_wal_switch(self.handle, fd, offset))
 
     def set_gather(self, max_seconds: float) -> None:
         """Cap a leader's wait for committers about to queue (0: never wait)."""
-        lib.sp_wal_set_gather(self._w, max_seconds * 1e9)
+        lib.sp_wal_set_gather(self.handle, max_seconds * 1e9)
 
     def fail(self, error: int) -> None:
         """Refuse all further appends and flushes (an errno from outside)."""
-        lib.sp_wal_fail(self._w, error)
+        lib.sp_wal_fail(self.handle, error)
 
     def abandon(self) -> None:
         """Drop pending records, wait for a flush in flight, refuse the rest."""
-        lib.sp_wal_abandon(self._w)
+        lib.sp_wal_abandon(self.handle)
 
     def yield_to_committers(self, step_s: float, max_s: float) -> float:
         """For a job holding the GIL between steps of ``step_s`` (a
         checkpoint's fold): wait, at most ``max_s``, while a committer needs
         the GIL now or before another step would end; the seconds waited."""
-        return float(lib.sp_wal_yield(self._w, step_s * 1e9, max_s * 1e9)) / 1e9
+        return float(lib.sp_wal_yield(self.handle, step_s * 1e9, max_s * 1e9)) / 1e9
 
     def state(self) -> EngineState:
         """LSNs, offset, counters and the error, read together."""
         # A struct per call: the engine's calls release the GIL, so two
         # threads reading at once would fill one shared struct together.
         st = ffi.new("sp_wal_state *")
-        lib.sp_wal_get_state(self._w, st)
+        lib.sp_wal_get_state(self.handle, st)
         return EngineState(
             int(st.written_lsn),
             int(st.synced_lsn),
