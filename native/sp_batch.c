@@ -3,7 +3,8 @@
  * A CPython extension (not cffi) because its work is building Python
  * objects: a bulk load's dict of writes and its WAL payload.  Pure
  * computation; each function has a Python twin it must agree with
- * (safepoint._records_common.encode_writes, Transaction._put_bytes_pairs),
+ * (safepoint._records_common.encode_writes and encode_payload,
+ * Transaction._put_bytes_pairs),
  * and answers None, not an error, for any input it does not handle itself,
  * so the twin decides (and words the error).  No Python code runs while a
  * function walks its input: keys and values are exact bytes, whose hash and
@@ -125,9 +126,69 @@ static PyObject *encode_writes(PyObject *Py_UNUSED(module), PyObject *writes) {
     return out;
 }
 
+PyDoc_STRVAR(encode_pairs_doc,
+             "encode_pairs(pairs) -> bytes | None\n\n"
+             "The WAL payload of a put of each (key, value) of ``pairs``, in the list's\n"
+             "order, a key that comes twice included twice (replay applies ops in\n"
+             "order, so the last value wins, as in ``dict(pairs)``).  None if ``pairs``\n"
+             "is not a non-empty list of 2-tuples of bytes with keys of 1..511 bytes,\n"
+             "or would exceed MAX_PAYLOAD_SIZE.  Its twin is\n"
+             "``encode_payload([(OP_PUT, k, v) for k, v in pairs])``.");
+
+static PyObject *encode_pairs(PyObject *Py_UNUSED(module), PyObject *pairs) {
+    if (!PyList_CheckExact(pairs) || PyList_GET_SIZE(pairs) == 0 ||
+        PyList_GET_SIZE(pairs) > (Py_ssize_t)UINT32_MAX) {
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(pairs);
+    Py_ssize_t size = 4;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PyList_GET_ITEM(pairs, i);
+        if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) != 2 ||
+            !valid_key(PyTuple_GET_ITEM(item, 0)) || !PyBytes_CheckExact(PyTuple_GET_ITEM(item, 1))) {
+            Py_RETURN_NONE;
+        }
+        /* Each term is at most 1 GiB, so the sum cannot overflow before
+         * the check stops it. */
+        size += SP_OP_HEADER_SIZE + PyBytes_GET_SIZE(PyTuple_GET_ITEM(item, 0)) +
+                PyBytes_GET_SIZE(PyTuple_GET_ITEM(item, 1));
+        if (size > SP_MAX_PAYLOAD_SIZE) {
+            Py_RETURN_NONE;
+        }
+    }
+    PyObject *out = PyBytes_FromStringAndSize(NULL, size);
+    if (out == NULL) {
+        return NULL;
+    }
+    uint8_t *p = (uint8_t *)PyBytes_AS_STRING(out);
+    put_u32(p, (uint32_t)n);
+    p += 4;
+    /* No Python code ran since the checks: the list and its tuples of
+     * bytes are as they were. */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PyList_GET_ITEM(pairs, i);
+        PyObject *key = PyTuple_GET_ITEM(item, 0);
+        PyObject *value = PyTuple_GET_ITEM(item, 1);
+        Py_ssize_t klen = PyBytes_GET_SIZE(key);
+        Py_ssize_t vlen = PyBytes_GET_SIZE(value);
+        p[0] = SP_OP_PUT;
+        put_u16(p + 1, (uint32_t)klen);
+        put_u32(p + 3, (uint32_t)vlen);
+        p += SP_OP_HEADER_SIZE;
+        memcpy(p, PyBytes_AS_STRING(key), (size_t)klen);
+        p += klen;
+        if (vlen) {
+            memcpy(p, PyBytes_AS_STRING(value), (size_t)vlen);
+            p += vlen;
+        }
+    }
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"bytes_pairs", bytes_pairs, METH_O, bytes_pairs_doc},
     {"encode_writes", encode_writes, METH_O, encode_writes_doc},
+    {"encode_pairs", encode_pairs, METH_O, encode_pairs_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -106,12 +106,17 @@ class Memtable:
             raise RuntimeError("memtable is frozen")
         self._data.update(entries)
 
-    def apply_commit(self, writes: Mapping[bytes, bytes | None], payload: bytes) -> None:
+    def apply_commit(self, writes: Mapping[bytes, bytes | None] | None, payload: bytes) -> None:
         """Apply one committed transaction: ``writes`` and ``payload`` say the
         same (payload is ``records.encode_writes(writes)``); each memtable
-        uses the cheaper form, here the dict."""
+        uses the cheaper form, here the dict.  ``writes`` None: the payload
+        alone (its ops in order, a key that comes twice included)."""
         if self._frozen:
             raise RuntimeError("memtable is frozen")
+        if writes is None:
+            for _kind, key, value in records.decode_payload(payload):
+                self._data[key] = value
+            return
         self._data.update(writes)
 
     def apply_records(self, buf: object, start: int, stop: int) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from ._records_common import (
     RecordInfo,
@@ -33,6 +34,10 @@ _CHOICE = os.environ.get("SAFEPOINT_BACKEND", "native") or "native"
 # the Python one.  It returns None for what it declines (encode_writes then
 # handles it); a commit calls it first to save a Python frame per commit.
 encode_writes_or_none: Callable[[Mapping[bytes, bytes | None]], bytes | None] | None = None
+# encode_pairs_or_none: likewise, the payload of a list of (key, value) puts
+# in order (encode_payload's twin in C, _sp_batch.encode_pairs), for a bulk
+# update that needs no dict; None on the Python backend.
+encode_pairs_or_none: Callable[[list[Any]], bytes | None] | None = None
 
 if _CHOICE == "python":
     from ._records_py import (
@@ -61,9 +66,11 @@ elif _CHOICE == "native":
             scan_span,
             store_seed,
         )
+        from ._sp_batch import encode_pairs as _encode_pairs_c
         from ._sp_batch import encode_writes as _encode_writes_c
 
         encode_writes_or_none = _encode_writes_c
+        encode_pairs_or_none = _encode_pairs_c
     except ImportError as exc:
         raise ImportError(
             "safepoint: the native core (safepoint._sp_core, _sp_batch) failed to import "
@@ -90,6 +97,7 @@ __all__ = [
     "encode_payload",
     "encode_writes",
     "encode_writes_or_none",
+    "encode_pairs_or_none",
     "encode_batch",
     "encode_record",
     "find_valid",

@@ -229,6 +229,15 @@ class Store(MutableMapping):  # type: ignore[type-arg]
 
     def update(self, other: Any = (), /, **kwargs: Any) -> None:  # type: ignore[override]
         """Set many keys in one transaction (one record, one fsync)."""
+        encode_pairs = records.encode_pairs_or_none
+        if type(other) is list and not kwargs and encode_pairs is not None:
+            # A bulk load's list of bytes pairs: its payload straight from the
+            # list, with no transaction's dict in between (a fifth of a bulk
+            # put's time).  Anything else goes through a transaction.
+            payload = encode_pairs(other) if type(self._codec) is BytesCodec else None
+            if payload is not None:
+                self._commit_payload(payload)
+                return
         with self.transaction() as txn:
             txn.update(other, **kwargs)
 
@@ -277,14 +286,28 @@ class Store(MutableMapping):  # type: ignore[type-arg]
         self._finish(lsn)
         return True
 
-    def _append_locked(self, writes: dict[bytes, bytes | None]) -> int | None:
-        """Queue the record and apply it; the write lock is held."""
-        if not writes:
-            return None
-        encode_c = records.encode_writes_or_none
-        payload = None if encode_c is None else encode_c(writes)
+    def _commit_payload(self, payload: bytes) -> None:
+        """Commit the puts a payload holds as one transaction (see update)."""
+        self._begin_write()
+        try:
+            lsn = self._append_locked(None, payload)
+        finally:
+            self._end_write()
+        assert lsn is not None
+        self._finish(lsn)
+
+    def _append_locked(
+        self, writes: dict[bytes, bytes | None] | None, payload: bytes | None = None
+    ) -> int | None:
+        """Queue the record and apply it; the write lock is held.  ``writes``
+        may be None when ``payload`` is given (the memtable reads either)."""
         if payload is None:
-            payload = records.encode_writes(writes)
+            if not writes:
+                return None
+            encode_c = records.encode_writes_or_none
+            payload = None if encode_c is None else encode_c(writes)
+            if payload is None:
+                payload = records.encode_writes(writes)
         wal = self._wal
         assert wal is not None
         lsn: int | None = None
