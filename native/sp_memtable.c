@@ -125,7 +125,7 @@ static void Table_dealloc(Table *t)
     mt_sweep(t);
     mt_order_decref(t->order);
     PyMem_Free(t->entries);
-    PyMem_Free(t->slots);
+    mt_slots_free(t->slots, t->slots_map, t->slots_map_len);
     PyMem_Free(t->chunks);
     Py_TYPE(t)->tp_free((PyObject *)t);
 }

@@ -11,6 +11,11 @@
 
 #include "sp_memtable.h"
 
+#include <stdint.h>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 #include "sp_core.h"
 
 static uint64_t hash_seed;
@@ -153,14 +158,55 @@ static Slot *find_slot(const Table *t, const uint8_t *k, size_t n, uint32_t h)
     }
 }
 
+/* A large index is probed at random: with 4 KiB pages nearly every probe
+ * of a table of tens of MB misses the TLB, and growing it first-touches
+ * every page.  In a mapping of its own, 2 MiB-aligned, with huge pages
+ * asked for (MADV_HUGEPAGE: honoured where transparent huge pages are
+ * "always" or "madvise", ignored elsewhere), both shrink by 512x. */
+#define HUGE_PAGE ((size_t)2 << 20)
+#define HUGE_SLOTS_BYTES ((size_t)4 << 20)
+
+Slot *mt_slots_alloc(const Table *t, size_t cap, void **map, size_t *map_len)
+{
+    (void)t;
+    size_t bytes = cap * sizeof(Slot);
+    *map = NULL;
+    *map_len = 0;
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    if (bytes >= HUGE_SLOTS_BYTES) {
+        size_t len = bytes + HUGE_PAGE;
+        void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p != MAP_FAILED) {
+            uintptr_t at = ((uintptr_t)p + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1);
+            (void)madvise((void *)at, bytes, MADV_HUGEPAGE); /* advice: may be refused */
+            *map = p;
+            *map_len = len;
+            return (Slot *)at; /* anonymous memory reads as zeros */
+        }
+    }
+#endif
+    Slot *slots = PyMem_Calloc(cap, sizeof(Slot));
+    if (!slots)
+        PyErr_NoMemory();
+    return slots;
+}
+
+void mt_slots_free(Slot *slots, void *map, size_t map_len)
+{
+    if (map != NULL)
+        munmap(map, map_len);
+    else
+        PyMem_Free(slots);
+}
+
 static int grow_slots(Table *t)
 {
     size_t cap = (t->mask + 1) * 2;
-    Slot *slots = PyMem_Calloc(cap, sizeof(Slot));
-    if (!slots) {
-        PyErr_NoMemory();
+    void *map;
+    size_t map_len;
+    Slot *slots = mt_slots_alloc(t, cap, &map, &map_len);
+    if (!slots)
         return -1;
-    }
     size_t mask = cap - 1;
     for (size_t i = 0; i <= t->mask; i++) {
         Slot s = t->slots[i];
@@ -171,8 +217,10 @@ static int grow_slots(Table *t)
             slots[j] = s;
         }
     }
-    PyMem_Free(t->slots);
+    mt_slots_free(t->slots, t->slots_map, t->slots_map_len);
     t->slots = slots;
+    t->slots_map = map;
+    t->slots_map_len = map_len;
     t->mask = mask;
     return 0;
 }

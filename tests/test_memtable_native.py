@@ -650,3 +650,23 @@ def test_range_bounds_and_fold_step_are_checked():
         mem.items("a")
     with pytest.raises(ValueError, match="step"):
         mem.fold_batches(0)
+
+
+def test_an_index_past_the_huge_page_threshold_finds_every_key():
+    """Past 4 MiB of index (524,288 slots, reached at ~393k keys) the slots
+    live in a mapping of their own with huge pages asked for: every key is
+    found, updated and deleted through it, and a grow from it and the
+    table's release unmap it (run under fuzz/build_asan.sh too)."""
+    m = NativeMemtable()
+    n = 600_000
+    keys = [b"key-%09d" % i for i in range(n)]
+    for i in range(0, n, 1000):
+        m.update({k: b"v" for k in keys[i : i + 1000]})
+    assert len(m) == n
+    assert all(m.get(k) == b"v" for k in keys[::7])
+    for k in keys[::3]:
+        m.put(k, None)
+    assert m.lookup(keys[3]) == (True, None)
+    assert m.get(keys[1]) == b"v"
+    assert sum(1 for _ in m.items()) == n
+    del m
