@@ -1,12 +1,13 @@
 """Probe: what one durable writer sees while a checkpoint runs beside it.
 
-    python benchmarks/probe_checkpoint_writer.py [--entries 300000]
+    python benchmarks/probe_checkpoint_writer.py [--entries 300000] [--writers 1]
 
-Fills a store's memtable with N entries, starts a thread committing durably
+Fills a store's memtable with N entries, starts threads committing durably
 one key at a time, runs ``db.checkpoint()`` after a second, and prints the
-writer's rate before and during it, the checkpoint's length, and the longest
-gaps between the writer's commits (when each began, relative to the
-checkpoint's start).  Data goes to benchmarks/scratch/.
+writers' rate before and during it, the checkpoint's length and how long it
+yielded the GIL to them, and the longest gaps between commits (when each
+began, relative to the checkpoint's start).  Data goes to
+benchmarks/scratch/.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ SCRATCH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scratch", "p
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--entries", type=int, default=300_000)
+    ap.add_argument("--writers", type=int, default=1)
     args = ap.parse_args()
     shutil.rmtree(SCRATCH, ignore_errors=True)
     db = safepoint.open(SCRATCH, sync="always", checkpoint_bytes=None)
@@ -40,22 +42,25 @@ def main() -> None:
         times: list[float] = []
         stop = threading.Event()
 
-        def write() -> None:
+        def write(slot: int) -> None:
             value, i = b"x" * 100, 0
             while not stop.is_set():
-                db.put(b"w%d" % (i % 5000), value)
-                times.append(time.perf_counter())
+                db.put(b"w%d-%d" % (slot, i % 5000), value)
+                times.append(time.perf_counter())  # list.append: atomic under the GIL
                 i += 1
 
-        writer = threading.Thread(target=write)
-        writer.start()
+        writers = [threading.Thread(target=write, args=(n,)) for n in range(args.writers)]
+        for w in writers:
+            w.start()
         time.sleep(1.0)
         c0 = time.perf_counter()
-        db.checkpoint()
+        info = db.checkpoint()
         c1 = time.perf_counter()
         time.sleep(0.2)
         stop.set()
-        writer.join()
+        for w in writers:
+            w.join()
+        times.sort()
     finally:
         db.close()
         shutil.rmtree(SCRATCH, ignore_errors=True)
@@ -69,8 +74,9 @@ def main() -> None:
         reverse=True,
     )
     print(
-        f"checkpoint of {args.entries:,} entries: {c1 - c0:.3f} s; writer {before:,.0f}/s "
-        f"before, {during:,.0f}/s during ({during / before:.0%})"
+        f"checkpoint of {args.entries:,} entries: {c1 - c0:.3f} s (yielded {info.yielded_s:.3f} s);"
+        f" {args.writers} writer(s) {before:,.0f}/s before, {during:,.0f}/s during"
+        f" ({during / before:.0%})"
     )
     print(
         "longest gaps (ms, at ms):",
