@@ -1,6 +1,6 @@
 """Probe: what one durable writer sees while a checkpoint runs beside it.
 
-    python benchmarks/probe_checkpoint_writer.py [--entries 300000] [--writers 1]
+    python benchmarks/probe_checkpoint_writer.py [--entries 300000] [--writers 1] [--sync always]
 
 Fills a store's memtable with N entries, starts threads committing durably
 one key at a time, runs ``db.checkpoint()`` after a second, and prints the
@@ -31,9 +31,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--entries", type=int, default=300_000)
     ap.add_argument("--writers", type=int, default=1)
+    ap.add_argument("--sync", default="always", choices=["always", "interval", "none"])
     args = ap.parse_args()
     shutil.rmtree(SCRATCH, ignore_errors=True)
-    db = safepoint.open(SCRATCH, sync="always", checkpoint_bytes=None)
+    db = safepoint.open(SCRATCH, sync=args.sync, checkpoint_bytes=None)
     try:
         keys, values = keys_for(args.entries, seed=20), values_for(args.entries, seed=20)
         items = list(zip(keys, values, strict=True))

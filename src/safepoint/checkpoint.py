@@ -201,7 +201,9 @@ def run_checkpoint(store: Store) -> CheckpointInfo:
     try:
         wal.flush(lsn, durable=True)
         pacer: _Pacer | _EnginePacer
-        if wal.engine == "native":
+        # The engine knows when a committer needs the GIL only by its
+        # durable flushes: other sync modes keep the duty cycle.
+        if wal.engine == "native" and wal.sync_mode == "always":
             pacer, step = _EnginePacer(wal), _ENGINE_STEP
         else:
             pacer, step = _Pacer(store), _STEP
