@@ -39,10 +39,10 @@ setup(
                 "sp_memtable_iter.c",
                 "sp_core.c",
             ],
-            ("sp_memtable.h", "sp_core.h"),
+            ("sp_memtable.h", "sp_core.h", "sp_crc32c_tables.h"),
         ),
         # The base image's get path; it computes its CRC with sp_core's.
-        native_module("_sp_fast", ["sp_fast.c", "sp_core.c"], ("sp_core.h",)),
+        native_module("_sp_fast", ["sp_fast.c", "sp_core.c"], ("sp_core.h", "sp_crc32c_tables.h")),
         # Store.get (its Python frame was most of a memtable get).
         native_module("_sp_get", ["sp_get.c"]),
     ],

@@ -4,7 +4,9 @@ setup.py names this file in ``cffi_modules``, so the extension is compiled by
 ``pip install`` (out-of-line API mode) and never at import time; during
 development ``pip install -e .`` puts it in src/safepoint/.  The cdef is
 native/sp_core.h and native/sp_wal.h themselves: one file declares the C API for the compiler and for
-cffi, so the two cannot drift apart.
+cffi, so the two cannot drift apart.  native/sp_wal_internal.h (the engine's
+struct, shared by sp_wal.c and sp_wal_yield.c) is for the compiler only and
+must stay out of HEADERS: cffi cannot parse it.
 
 Warnings are errors (``-Werror``) because the C is small and must stay clean
 under gcc 12, the compiler CI uses. A newer compiler may grow a warning in
@@ -55,7 +57,7 @@ ffibuilder.set_source(
     '#include <stddef.h>\n#include <stdint.h>\n#include "sp_core.h"\n#include "sp_wal.h"\n',
     # Relative to the project root, where setup.py runs: setuptools refuses
     # absolute source paths in an sdist build.
-    sources=["native/sp_core.c", "native/sp_wal.c"],
+    sources=["native/sp_core.c", "native/sp_wal.c", "native/sp_wal_yield.c"],
     include_dirs=["native"],
     extra_compile_args=compile_args(),
     extra_link_args=["-pthread"],

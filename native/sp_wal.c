@@ -11,6 +11,9 @@
  *     written/synced LSNs and wakes everyone;
  *   - a failed pwrite or fdatasync fails the log for good (never retried:
  *     after a failed fdatasync the kernel may have dropped the dirty pages).
+ *
+ * The engine's struct is in sp_wal_internal.h; sp_wal_yield (a checkpoint
+ * asking whether a committer needs the GIL) is in sp_wal_yield.c.
  */
 
 #define _GNU_SOURCE
@@ -24,68 +27,12 @@
 
 #include "sp_core.h"
 #include "sp_wal.h"
+#include "sp_wal_internal.h"
 
 #define INITIAL_CAPACITY (64u * 1024u)
 /* A buffer grown past this for one big record is given back after use. */
 #define KEEP_CAPACITY (4u * 1024u * 1024u)
 #define MAX_GATHER_NS 2000000.0 /* 2 ms, as wal_group.py */
-#define MAX_RETURNING 32
-
-struct sp_wal {
-    pthread_mutex_t mu;
-    pthread_cond_t done;   /* a flush finished or leadership is free */
-    pthread_cond_t gather; /* an append or a flush exit, while gathering */
-    pthread_cond_t needed; /* a yielder's wait: an append, or a flush ended */
-    uint32_t seed;
-    int fd;
-    uint64_t offset;       /* file offset of pend[0] */
-    uint8_t *pend;         /* encoded records not yet taken by a leader */
-    size_t pend_len, pend_cap;
-    uint64_t pend_count, pend_last_lsn;
-    uint8_t *spare;        /* empty; the leader's next batch buffer */
-    size_t spare_cap;
-    uint64_t next_lsn;
-    uint64_t written_lsn, synced_lsn;
-    uint64_t fsyncs;
-    double sync_ns;        /* moving average of one fdatasync */
-    int dirty;             /* written to fd but not synced */
-    int flushing;
-    int in_flush;          /* threads inside sp_wal_flush, leader included */
-    int gathering;
-    int error, error_op;
-    int closed;
-    double max_gather_ns;  /* cap on a leader's wait for committers */
-    uint64_t gathers;
-    double gather_wait_ns;
-    /* For sp_wal_yield: when the flush in flight began (0: none), the
-     * threads back from a durable flush that have not appended since, with
-     * when each came back (past RETURN_NS they no longer count; past
-     * MAX_RETURNING threads the oldest is forgotten), and whether a yielder
-     * waits. */
-    double flush_began_ns;
-    struct {
-        pthread_t thread;
-        double at_ns;
-    } returned[MAX_RETURNING];
-    int n_returned;
-    int yielding;
-    unsigned long events; /* bumped (atomically) where `needed` is signalled */
-};
-
-/* A committer back from its flush needs the GIL within this long, or it is
- * not committing again soon (it stopped, or it does other work). */
-#define RETURN_NS 1000000.0
-/* A yielder spins this long before it sleeps: waking a sleeping thread on a
- * virtual machine's idle CPU costs tens of microseconds, about what a
- * committer's whole turn with the GIL takes. */
-#define SPIN_NS 200000.0
-
-static double now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
 
 sp_wal *sp_wal_new(uint32_t seed, int fd, uint64_t offset, uint64_t next_lsn)
 {
@@ -178,54 +125,6 @@ static int reserve(sp_wal *w, size_t need)
     w->pend = p;
     w->pend_cap = cap;
     return SP_OK;
-}
-
-/* A spin-wait's pause: lets the sibling hyperthread run, saves power. */
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
-#endif
-}
-
-/* Wake a yielder, spinning or asleep.  Lock held. */
-static void needed_changed(sp_wal *w)
-{
-    __atomic_add_fetch(&w->events, 1, __ATOMIC_RELEASE);
-    if (w->yielding)
-        pthread_cond_broadcast(&w->needed);
-}
-
-/* The calling thread is back from a durable flush.  Lock held. */
-static void note_returned(sp_wal *w, pthread_t self, double now)
-{
-    int oldest = 0;
-    for (int i = 0; i < w->n_returned; i++) {
-        if (pthread_equal(w->returned[i].thread, self)) {
-            w->returned[i].at_ns = now;
-            return;
-        }
-        if (w->returned[i].at_ns < w->returned[oldest].at_ns)
-            oldest = i;
-    }
-    int i = w->n_returned < MAX_RETURNING ? w->n_returned++ : oldest;
-    w->returned[i].thread = self;
-    w->returned[i].at_ns = now;
-}
-
-/* The calling thread is in a flush again: it is done with the GIL until
- * the flush returns.  Lock held; 1 if it was counted. */
-static int forget_returned(sp_wal *w, pthread_t self)
-{
-    for (int i = 0; i < w->n_returned; i++) {
-        if (pthread_equal(w->returned[i].thread, self)) {
-            w->returned[i] = w->returned[--w->n_returned];
-            return 1;
-        }
-    }
-    return 0;
 }
 
 int sp_wal_append(sp_wal *w, uint64_t lsn, uint64_t time_ns,
@@ -375,7 +274,7 @@ int sp_wal_flush(sp_wal *w, uint64_t lsn, int durable)
 {
     int rc;
     pthread_mutex_lock(&w->mu);
-    if (forget_returned(w, pthread_self()))
+    if (sp_wal_forget_returned(w, pthread_self()))
         needed_changed(w);
     w->in_flush++;
     for (;;) {
@@ -407,7 +306,7 @@ int sp_wal_flush(sp_wal *w, uint64_t lsn, int durable)
     if (w->gathering)
         pthread_cond_signal(&w->gather);
     if (rc == SP_OK && durable)
-        note_returned(w, pthread_self(), now_ns());
+        sp_wal_note_returned(w, pthread_self(), now_ns());
     pthread_mutex_unlock(&w->mu);
     return rc;
 }
@@ -476,65 +375,3 @@ void sp_wal_get_state(sp_wal *w, sp_wal_state *st)
     pthread_mutex_unlock(&w->mu);
 }
 
-/* Does a committer need the GIL now or within step_ns?  Lock held.  If so
- * and *until is given, lowers it to when that stops being so by itself. */
-static int committer_due(const sp_wal *w, pthread_t self, double now, double step_ns,
-                         double *until)
-{
-    double latest = 0.0;
-    for (int i = 0; i < w->n_returned; i++) {
-        if (!pthread_equal(w->returned[i].thread, self) && w->returned[i].at_ns > latest)
-            latest = w->returned[i].at_ns;
-    }
-    if (latest > 0.0 && now - latest < RETURN_NS) {
-        if (until != NULL && latest + RETURN_NS < *until)
-            *until = latest + RETURN_NS;
-        return 1;
-    }
-    /* The flush's end wakes the waiter (lead), whatever the estimate said. */
-    return w->flush_began_ns > 0.0 && w->sync_ns > 0.0 &&
-           w->flush_began_ns + w->sync_ns - now < step_ns;
-}
-
-static struct timespec monotonic_at(double t_ns)
-{
-    struct timespec ts;
-    ts.tv_sec = (time_t)(t_ns / 1e9);
-    ts.tv_nsec = (long)(t_ns - (double)ts.tv_sec * 1e9);
-    if (ts.tv_nsec < 0)
-        ts.tv_nsec = 0;
-    if (ts.tv_nsec > 999999999L)
-        ts.tv_nsec = 999999999L;
-    return ts;
-}
-
-double sp_wal_yield(sp_wal *w, double step_ns, double max_ns)
-{
-    double t0 = now_ns();
-    pthread_t self = pthread_self();
-    int waited = 0;
-    pthread_mutex_lock(&w->mu);
-    w->yielding++;
-    for (;;) {
-        double until = t0 + max_ns;
-        double now = now_ns();
-        if (now >= until || w->error != 0 || w->closed ||
-            !committer_due(w, self, now, step_ns, &until))
-            break;
-        waited = 1;
-        if (now - t0 < SPIN_NS) {
-            unsigned long seen = __atomic_load_n(&w->events, __ATOMIC_ACQUIRE);
-            double spin_until = t0 + SPIN_NS < until ? t0 + SPIN_NS : until;
-            pthread_mutex_unlock(&w->mu);
-            while (__atomic_load_n(&w->events, __ATOMIC_ACQUIRE) == seen && now_ns() < spin_until)
-                cpu_relax();
-            pthread_mutex_lock(&w->mu);
-            continue;
-        }
-        struct timespec deadline = monotonic_at(until);
-        pthread_cond_timedwait(&w->needed, &w->mu, &deadline);
-    }
-    w->yielding--;
-    pthread_mutex_unlock(&w->mu);
-    return waited ? now_ns() - t0 : 0.0;
-}

@@ -147,7 +147,8 @@ class _EnginePacer:
     """The pacer when the log runs on the native engine with sync="always":
     the engine knows when a committer needs the GIL, since its durable flush
     is about to end, or it ended and the committer has not yet gone back
-    into a flush (sp_wal_yield in native/sp_wal.c).  Between steps, the fold waits exactly then, with the
+    into a flush (sp_wal_yield in native/sp_wal_yield.c).  Between steps,
+    the fold waits exactly then, with the
     GIL released, so the committer runs its Python at once instead of
     waiting out a step, and resumes as soon as the committer is back in its
     flush (spinning briefly, since waking a sleeping thread costs as much as

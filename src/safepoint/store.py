@@ -12,6 +12,11 @@ memtable (during a checkpoint) and the LMDB base image.  Locks:
 A single-key read takes no lock: it reads the memtable, the frozen memtable
 and the base image in that order, and a checkpoint only ever moves values
 towards the base, so it sees either the old or the new value.
+
+``Store`` is this module plus the mixins it inherits, each a part of its
+API in a file of its own: store_snapshots.py (save, restore, snapshots,
+steps), store_stats.py (stats) and store_close.py (close, and the reopen
+that a restore runs); store_open.py opens the directory.
 """
 
 from __future__ import annotations
@@ -20,8 +25,7 @@ import errno
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator, Mapping, MutableMapping
-from concurrent.futures import Future
+from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -34,18 +38,20 @@ from .errors import (
     ReadOnlyError,
     StoreFailedError,
 )
-from .format import LMDB_ENGINE, MAX_KEY_SIZE
+from .format import MAX_KEY_SIZE
 from .fs import DEFAULT_FS, File, FileSystem
 from .keys import key_range, to_key
 from .memtable import Memtable, new_memtable
 from .recovery import RECOVERY_MODES, RecoveryReport
 from .retention import Retention
-from .snapshots import RestoreInfo, SnapshotInfo, Snapshots
+from .snapshots import Snapshots
+from .store_close import StoreClosing
 from .store_open import open_store
+from .store_snapshots import StoreSnapshots
+from .store_stats import StoreStats
 from .values import BytesCodec, Codec, resolve
 from .view import count_keys, snapshot_items
 from .wal import DEFAULT_SEGMENT_BYTES, SYNC_MODES, WalWriter
-from .workflows import StepLoop
 
 log = logging.getLogger("safepoint")
 _MISSING = object()
@@ -59,7 +65,7 @@ class DiskFullError(Error):
     """
 
 
-class Store(MutableMapping):  # type: ignore[type-arg]
+class Store(StoreSnapshots, StoreStats, StoreClosing, MutableMapping):  # type: ignore[type-arg]
     """A transactional, crash-safe key-value store in one directory.
 
     Use ``safepoint.open(path, ...)`` to create one.  Thread-safe.
@@ -413,195 +419,7 @@ class Store(MutableMapping):  # type: ignore[type-arg]
     def _lsn_since_checkpoint(self) -> int:
         return self._last_lsn - self._ckpt_lsn_mark
 
-    # --- snapshots -----------------------------------------------------------------
-    # Thin delegates: the mechanics live in snapshots.py, restore.py, workflows.py.
-
-    def save(
-        self,
-        name: str,
-        *,
-        step: int | None = None,
-        metrics: Mapping[str, float] | None = None,
-        metadata: Mapping[str, Any] | None = None,
-        wait: bool = True,
-        overwrite: bool = False,
-    ) -> SnapshotInfo | Future[SnapshotInfo]:
-        """Save the current state as snapshot ``name``; return its SnapshotInfo.
-
-        A checkpoint, then a compact copy of the base image, checksummed,
-        fsynced and renamed into ``snapshots/<name>/``; then the store's
-        retention policy runs.  Writers wait only for the checkpoint's
-        memtable swap.  With ``wait=False`` the copy runs in the background
-        and a Future is returned; the snapshot holds the state at the call
-        even if writes continue.  ``metrics`` are numbers (for retention),
-        ``metadata`` anything JSON can hold.  Raises ValueError for a bad
-        name or an existing one (unless ``overwrite``).
-        """
-        return self._snapshots.save(
-            name, step=step, metrics=metrics, metadata=metadata, wait=wait, overwrite=overwrite
-        )
-
-    def snapshots(self) -> list[SnapshotInfo]:
-        """Every snapshot, oldest first.  CorruptionError if a manifest is damaged."""
-        return self._snapshots.list()
-
-    def restore(self, name: str) -> RestoreInfo:
-        """Roll the whole store back to snapshot ``name``.
-
-        Every CRC of the snapshot is checked first (CorruptionError, store
-        untouched); then the base image and the log are swapped so that
-        after a crash at any point the store opens as the old or the new
-        state.  The replaced state (old base image and log) is moved to
-        ``lost/restore-<time>-<name>/``, not deleted.  Like close and reopen:
-        other threads must not use the store meanwhile.
-        """
-        return self._snapshots.restore(name)
-
-    def delete_snapshot(self, name: str) -> None:
-        """Delete snapshot ``name`` (KeyError if there is none); atomic."""
-        self._snapshots.delete(name)
-
-    def steps(
-        self,
-        total: int | None,
-        *,
-        key: Any = b"safepoint/steps",
-        handle_signals: bool | None = None,
-    ) -> StepLoop:
-        """A crash-resumable loop over steps ``0..total-1`` (forever if None).
-
-        ``for step in db.steps(n):`` yields Step objects; writes made with
-        ``step.put`` commit together with the step counter (under ``key``)
-        when the body ends, so after a crash the loop resumes at the first
-        uncommitted step.  In the main thread SIGTERM and SIGINT let the
-        current step commit, then end the loop (``loop.interrupted``).
-        """
-        return StepLoop(self, total, key=key, handle_signals=handle_signals)
-
-    def _reopen(self, change: Callable[[], None]) -> None:
-        """Quiesce the store, let ``change`` rewrite its files, open them again.
-
-        Writers wait on the write lock, the checkpointer and the log stop,
-        the base image closes; LOCK stays held throughout so that no other
-        process opens the store in between.  If ``change`` or the reopen
-        fails, the store is closed (the next open completes or undoes).
-        """
-        assert self._checkpointer is not None and self._wal is not None
-        self._checkpointer.stop()
-        self._begin_write()
-        try:
-            self._closed = True  # other threads get ClosedError meanwhile
-            try:
-                self._wal.close()
-                self._base.close()
-                self._mem, self._frozen = new_memtable(), None
-                self._ckpt_bytes_mark = 0
-                change()
-                self._closed = False
-                open_store(self, str(self.path), *self._open_args)
-            except BaseException:
-                self._closed = True
-                self._release()
-                raise
-        finally:
-            self._end_write()
-
-    # --- introspection -----------------------------------------------------------------
-
-    def stats(self) -> dict[str, Any]:
-        """Numbers about the store: LSNs, log and memtable sizes, checkpoints."""
-        self._check_open()
-        wal = self._wal
-        ck = self._checkpointer
-        return {
-            "path": str(self.path),
-            "lsn": self._last_lsn,
-            "durable_lsn": wal.durable_lsn if wal else self._last_lsn,
-            "checkpoint_lsn": self._base.checkpoint_lsn,
-            "wal_segments": len(wal.segments) if wal else None,
-            "wal_bytes_since_checkpoint": (wal.bytes_appended - self._ckpt_bytes_mark)
-            if wal
-            else 0,
-            "wal_bytes_appended": wal.bytes_appended if wal else 0,
-            "wal_fsyncs": wal.fsyncs if wal else 0,
-            "wal_engine": wal.engine if wal else None,
-            "checkpoints": self._base.checkpoints,
-            "checkpoint_error": repr(ck.error) if ck and ck.error else None,
-            "memtable_entries": len(self._mem) + self._frozen_entries(),
-            "memtable_bytes": self._mem.payload_bytes + self._frozen_bytes(),
-            "base_bytes": self._base.size_bytes(),
-            "sync": self.sync_mode,
-            "readonly": self.readonly,
-            "failed": repr(self._failed) if self._failed else None,
-            "backend": records.BACKEND,
-            "lmdb_engine": LMDB_ENGINE,
-            "store_id": self.store_id.hex(),
-            "recovery": self.recovery.__dict__.copy(),
-        }
-
-    def _frozen_entries(self) -> int:
-        """Entries of the frozen memtable, unless it is the memtable itself
-        (as after a failed checkpoint, until the next swap)."""
-        frozen = self._frozen
-        return len(frozen) if frozen is not None and frozen is not self._mem else 0
-
-    def _frozen_bytes(self) -> int:
-        """Payload bytes of the frozen memtable, counted as _frozen_entries is."""
-        frozen = self._frozen
-        return frozen.payload_bytes if frozen is not None and frozen is not self._mem else 0
-
-    # --- closing -----------------------------------------------------------------
-
-    def close(self) -> None:
-        """Make everything committed durable, then release the store.
-
-        Idempotent.  After close every method raises ClosedError.
-        """
-        if self._closed:
-            return
-        self._refuse_inside_own_transaction("close the store")
-        try:
-            if self._checkpointer is not None:
-                self._checkpointer.stop()
-            if self._wal is not None:
-                assert self._checkpointer is not None
-                # A checkpoint run by another thread (db.checkpoint, save) must
-                # end before the log and the base image close under it: LMDB
-                # closing an environment during its write hangs or crashes.
-                with self._checkpointer._lock, self._write_lock:
-                    self._closed = True
-                    self._wal.close()
-        finally:
-            self._closed = True
-            self._release()
-
-    def _simulate_kill(self) -> None:
-        """Drop the store as SIGKILL would, for tests: records queued but not
-        yet written are lost, nothing is synced, files and LOCK are released.
-        Every commit that returned with sync="always" is on disk."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._checkpointer is not None:
-            self._checkpointer.stop()
-        if self._wal is not None:
-            self._wal.abandon()
-        self._release()
-
-    def _release(self) -> None:
-        # The memtable may hold the log's segments mapped (each mmap keeps a
-        # descriptor): let them go with the store, not with its last reference.
-        with self._mem_lock:
-            self._mem, self._frozen = new_memtable(), None
-        snapshots = getattr(self, "_snapshots", None)
-        if snapshots is not None:
-            snapshots.close()  # background saves read the base image
-        base = getattr(self, "_base", None)
-        if base is not None:
-            base.close()
-        if self._lock_file is not None:
-            self._lock_file.close()
-            self._lock_file = None
+    # --- closing (close itself: store_close.py) ------------------------------------
 
     def __enter__(self) -> Store:
         return self
