@@ -215,7 +215,8 @@ static void lead(sp_wal *w, int durable)
     uint64_t offset = w->offset;
     int fd = w->fd;
     int sync = durable && (batch_len > 0 || w->dirty);
-    w->flush_began_ns = now_ns();
+    /* sp_wal_yield's estimate of the end is an fdatasync's: only then. */
+    w->flush_began_ns = sync ? now_ns() : 0.0;
     w->pend = w->spare;
     w->pend_cap = w->spare_cap;
     w->pend_len = 0;

@@ -23,7 +23,7 @@ struct sp_wal {
     pthread_mutex_t mu;
     pthread_cond_t done;   /* a flush finished or leadership is free */
     pthread_cond_t gather; /* an append or a flush exit, while gathering */
-    pthread_cond_t needed; /* a yielder's wait: an append, or a flush ended */
+    pthread_cond_t needed; /* a yielder's wait: a committer back in a flush, a flush ended */
     uint32_t seed;
     int fd;
     uint64_t offset;       /* file offset of pend[0] */
@@ -46,7 +46,7 @@ struct sp_wal {
     uint64_t gathers;
     double gather_wait_ns;
     /* For sp_wal_yield: when the flush in flight began (0: none), the
-     * threads back from a durable flush that have not appended since, with
+     * threads back from a durable flush that have not entered one since, with
      * when each came back (past RETURN_NS, in sp_wal_yield.c, they no longer
      * count; past MAX_RETURNING threads the oldest is forgotten), and
      * whether a yielder waits. */

@@ -148,9 +148,9 @@ class _EnginePacer:
     the engine knows when a committer needs the GIL, since its durable flush
     is about to end, or it ended and the committer has not yet gone back
     into a flush (sp_wal_yield in native/sp_wal_yield.c).  Between steps,
-    the fold waits exactly then, with the
-    GIL released, so the committer runs its Python at once instead of
-    waiting out a step, and resumes as soon as the committer is back in its
+    the fold waits exactly then, with the GIL released, so the committer
+    runs its Python at once instead of waiting out a step, and resumes as
+    soon as the committer is back in its
     flush (spinning briefly, since waking a sleeping thread costs as much as
     the committer's turn).  With no commits, it never waits.  Against the
     duty cycle of ``_Pacer`` this kept a durable writer at 84-95% of its rate
