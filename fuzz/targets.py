@@ -214,13 +214,18 @@ def payload(data: bytes) -> None:
 
 def _writes_agree(ops: list[tuple[int, bytes, bytes | None]]) -> None:
     """A transaction's writes built from decoded ops: the C checker and
-    encoder (_sp_batch) agree with their Python twins."""
+    encoders (_sp_batch) agree with their Python twins."""
     pairs = [(k, v) for kind, k, v in ops if kind == OP_PUT and v is not None]
     valid = all(0 < len(k) <= MAX_KEY_SIZE for k, _ in pairs)
     got = _sp_batch.bytes_pairs(pairs)
     assert got == (dict(pairs) if valid else None), "bytes_pairs != dict(pairs)"
     if got is not None:
         assert list(got.items()) == list(dict(pairs).items()), "bytes_pairs changed the order"
+    encoded = _sp_batch.encode_pairs(pairs)
+    if valid and pairs:
+        assert encoded == encode_payload([(OP_PUT, k, v) for k, v in pairs]), "encode_pairs"
+    else:
+        assert encoded is None, "encode_pairs accepted what it must decline"
     writes = {k: v if kind == OP_PUT else None for kind, k, v in ops}
     a, b = _outcome(native.encode_writes, writes), _outcome(reference.encode_writes, writes)
     assert a == b, f"encode_writes: native {a!r} != reference {b!r}"
