@@ -34,6 +34,24 @@ static void put_u32(uint8_t *p, uint32_t v) {
     p[3] = (uint8_t)(v >> 24);
 }
 
+/* One op at p (room checked by the caller): a put of bytes value, or a
+ * delete if value is None.  Returns the end of the op. */
+static uint8_t *put_op(uint8_t *p, PyObject *key, PyObject *value) {
+    Py_ssize_t klen = PyBytes_GET_SIZE(key);
+    Py_ssize_t vlen = value == Py_None ? 0 : PyBytes_GET_SIZE(value);
+    p[0] = value == Py_None ? SP_OP_DELETE : SP_OP_PUT;
+    put_u16(p + 1, (uint32_t)klen);
+    put_u32(p + 3, (uint32_t)vlen);
+    p += SP_OP_HEADER_SIZE;
+    memcpy(p, PyBytes_AS_STRING(key), (size_t)klen);
+    p += klen;
+    if (vlen) {
+        memcpy(p, PyBytes_AS_STRING(value), (size_t)vlen);
+        p += vlen;
+    }
+    return p;
+}
+
 static int valid_key(PyObject *key) {
     if (!PyBytes_CheckExact(key)) {
         return 0;
@@ -110,18 +128,7 @@ static PyObject *encode_writes(PyObject *Py_UNUSED(module), PyObject *writes) {
     p += 4;
     pos = 0;
     while (PyDict_Next(writes, &pos, &key, &value)) {
-        Py_ssize_t klen = PyBytes_GET_SIZE(key);
-        Py_ssize_t vlen = value == Py_None ? 0 : PyBytes_GET_SIZE(value);
-        p[0] = value == Py_None ? SP_OP_DELETE : SP_OP_PUT;
-        put_u16(p + 1, (uint32_t)klen);
-        put_u32(p + 3, (uint32_t)vlen);
-        p += SP_OP_HEADER_SIZE;
-        memcpy(p, PyBytes_AS_STRING(key), (size_t)klen);
-        p += klen;
-        if (vlen) {
-            memcpy(p, PyBytes_AS_STRING(value), (size_t)vlen);
-            p += vlen;
-        }
+        p = put_op(p, key, value);
     }
     return out;
 }
@@ -167,20 +174,7 @@ static PyObject *encode_pairs(PyObject *Py_UNUSED(module), PyObject *pairs) {
      * bytes are as they were. */
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *item = PyList_GET_ITEM(pairs, i);
-        PyObject *key = PyTuple_GET_ITEM(item, 0);
-        PyObject *value = PyTuple_GET_ITEM(item, 1);
-        Py_ssize_t klen = PyBytes_GET_SIZE(key);
-        Py_ssize_t vlen = PyBytes_GET_SIZE(value);
-        p[0] = SP_OP_PUT;
-        put_u16(p + 1, (uint32_t)klen);
-        put_u32(p + 3, (uint32_t)vlen);
-        p += SP_OP_HEADER_SIZE;
-        memcpy(p, PyBytes_AS_STRING(key), (size_t)klen);
-        p += klen;
-        if (vlen) {
-            memcpy(p, PyBytes_AS_STRING(value), (size_t)vlen);
-            p += vlen;
-        }
+        p = put_op(p, PyTuple_GET_ITEM(item, 0), PyTuple_GET_ITEM(item, 1));
     }
     return out;
 }

@@ -83,20 +83,20 @@ def test_encode_writes_declines_a_payload_over_the_limit_and_python_names_it():
         records.encode_writes(w)
 
 
-@pytest.mark.parametrize(
-    "pairs",
-    [
-        ((b"k", b"v"),),
-        [[b"k", b"v"]],
-        [(b"k", b"v", b"x")],
-        [(b"", b"v")],
-        [(b"k" * (MAX_KEY_SIZE + 1), b"v")],
-        [(b"k", None)],
-        [(b"a", b"1"), ("b", b"2")],
-        [(b"a", b"1"), (b"b", memoryview(b"2"))],
-    ],
-    ids=["tuple-not-list", "list-items", "triple", "empty-key", "long-key", "none", "str", "view"],
-)
+# Pairs that neither bytes_pairs nor encode_pairs handles themselves.
+DECLINED_PAIRS = {
+    "tuple-not-list": ((b"k", b"v"),),
+    "list-items": [[b"k", b"v"]],
+    "triple": [(b"k", b"v", b"x")],
+    "empty-key": [(b"", b"v")],
+    "long-key": [(b"k" * (MAX_KEY_SIZE + 1), b"v")],
+    "none": [(b"k", None)],
+    "str": [(b"a", b"1"), ("b", b"2")],
+    "view": [(b"a", b"1"), (b"b", memoryview(b"2"))],
+}
+
+
+@pytest.mark.parametrize("pairs", DECLINED_PAIRS.values(), ids=DECLINED_PAIRS.keys())
 def test_bytes_pairs_declines_what_it_does_not_handle(pairs):
     assert _sp_batch.bytes_pairs(pairs) is None
 
@@ -119,29 +119,7 @@ def test_encode_pairs_gives_encode_payloads_bytes_duplicates_included(pairs):
 
 
 @pytest.mark.parametrize(
-    "pairs",
-    [
-        [],
-        ((b"k", b"v"),),
-        [[b"k", b"v"]],
-        [(b"k", b"v", b"x")],
-        [(b"", b"v")],
-        [(b"k" * (MAX_KEY_SIZE + 1), b"v")],
-        [(b"k", None)],
-        [(b"a", b"1"), ("b", b"2")],
-        [(b"a", b"1"), (b"b", memoryview(b"2"))],
-    ],
-    ids=[
-        "empty",
-        "tuple-not-list",
-        "list-items",
-        "triple",
-        "empty-key",
-        "long-key",
-        "none",
-        "str",
-        "view",
-    ],
+    "pairs", [[], *DECLINED_PAIRS.values()], ids=["empty", *DECLINED_PAIRS.keys()]
 )
 def test_encode_pairs_declines_what_it_does_not_handle(pairs):
     assert _sp_batch.encode_pairs(pairs) is None
