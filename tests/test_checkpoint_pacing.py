@@ -19,6 +19,7 @@ import time
 import pytest
 
 import safepoint
+from safepoint import records
 from safepoint.testing import FaultFS
 
 ENTRIES = 40_000
@@ -34,7 +35,9 @@ def test_a_writer_keeps_committing_during_a_checkpoint_and_nothing_is_lost(tmp_p
     path = tmp_path / "s.sp"
     fs = None if engine == "native" else FaultFS(path)
     db = safepoint.open(path, sync="always", checkpoint_bytes=None, fs=fs)
-    assert db.stats()["wal_engine"] == engine
+    # SAFEPOINT_BACKEND=python runs the Python engine on real files too.
+    native = engine == "native" and records.BACKEND == "native"
+    assert db.stats()["wal_engine"] == ("native" if native else "python")
     fill(db)
     done: list[tuple[bytes, float]] = []
     stop = threading.Event()
@@ -74,8 +77,13 @@ def test_with_no_commits_the_fold_never_yields(tmp_path):
     with safepoint.open(tmp_path / "s.sp", sync="always", checkpoint_bytes=None) as db:
         fill(db)
         info = db.checkpoint()
-        assert info.yielded_s == 0.0
         assert info.entries == ENTRIES
+        if records.BACKEND == "native":
+            assert info.yielded_s == 0.0
+        else:
+            # The duty cycle cannot see a committer starved of the GIL, so it
+            # assumes one for the first 20 ms after the swap (_ACTIVE_S).
+            assert info.yielded_s < 0.1
 
 
 def test_the_engine_pacer_is_used_on_the_native_engine_with_durable_commits(tmp_path, monkeypatch):
@@ -106,4 +114,5 @@ def test_the_engine_pacer_is_used_on_the_native_engine_with_durable_commits(tmp_
     with safepoint.open(tmp_path / "s.sp", checkpoint_bytes=None, sync="none") as db:
         db.put(b"k", b"v")
         db.checkpoint()
-    assert made == ["_EnginePacer", "_Pacer", "_Pacer"]
+    first = "_EnginePacer" if records.BACKEND == "native" else "_Pacer"
+    assert made == [first, "_Pacer", "_Pacer"]

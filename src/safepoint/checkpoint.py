@@ -152,12 +152,12 @@ class _EnginePacer:
     into a flush (sp_wal_yield in native/sp_wal_yield.c).  Between steps,
     the fold waits exactly then, with the GIL released, so the committer
     runs its Python at once instead of waiting out a step, and resumes as
-    soon as the committer is back in its
-    flush (spinning briefly, since waking a sleeping thread costs as much as
-    the committer's turn).  With no commits, it never waits.  Against the
-    duty cycle of ``_Pacer`` this kept a durable writer at 84-95% of its rate
-    during a checkpoint instead of 60-64%, and the checkpoint as fast
-    (benchmarks/probe_checkpoint_writer.py; docs/benchmarks.md).
+    soon as the committer is back in its flush (spinning briefly, since
+    waking a sleeping thread costs as much as the committer's turn).  With
+    no commits, it never waits.  A durable writer beside a 300k-entry
+    checkpoint kept 84-98% of its rate in focused runs against 59-64% with
+    ``_Pacer``'s duty cycle, the checkpoint about as fast; docs/benchmarks.md
+    has the full runs, where the two trade against each other.
     """
 
     __slots__ = ("_wal", "_last", "_step_s", "yielded_s")
