@@ -58,6 +58,13 @@ ffibuilder.set_source(
     # Relative to the project root, where setup.py runs: setuptools refuses
     # absolute source paths in an sdist build.
     sources=["native/sp_core.c", "native/sp_wal.c", "native/sp_wal_yield.c"],
+    # So that an incremental build_ext rebuilds after a header changes.
+    depends=[
+        "native/sp_core.h",
+        "native/sp_wal.h",
+        "native/sp_wal_internal.h",
+        "native/sp_crc32c_tables.h",
+    ],
     include_dirs=["native"],
     extra_compile_args=compile_args(),
     extra_link_args=["-pthread"],
