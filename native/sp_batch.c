@@ -52,6 +52,18 @@ static uint8_t *put_op(uint8_t *p, PyObject *key, PyObject *value) {
     return p;
 }
 
+/* A payload of size bytes whose op count is count; *p: where its first op
+ * goes.  NULL (MemoryError) if it cannot be allocated. */
+static PyObject *new_payload(Py_ssize_t size, uint32_t count, uint8_t **p) {
+    PyObject *out = PyBytes_FromStringAndSize(NULL, size);
+    if (out != NULL) {
+        *p = (uint8_t *)PyBytes_AS_STRING(out);
+        put_u32(*p, count);
+        *p += 4;
+    }
+    return out;
+}
+
 static int valid_key(PyObject *key) {
     if (!PyBytes_CheckExact(key)) {
         return 0;
@@ -119,13 +131,11 @@ static PyObject *encode_writes(PyObject *Py_UNUSED(module), PyObject *writes) {
             Py_RETURN_NONE;
         }
     }
-    PyObject *out = PyBytes_FromStringAndSize(NULL, size);
+    uint8_t *p;
+    PyObject *out = new_payload(size, (uint32_t)PyDict_GET_SIZE(writes), &p);
     if (out == NULL) {
         return NULL;
     }
-    uint8_t *p = (uint8_t *)PyBytes_AS_STRING(out);
-    put_u32(p, (uint32_t)PyDict_GET_SIZE(writes));
-    p += 4;
     pos = 0;
     while (PyDict_Next(writes, &pos, &key, &value)) {
         p = put_op(p, key, value);
@@ -163,13 +173,11 @@ static PyObject *encode_pairs(PyObject *Py_UNUSED(module), PyObject *pairs) {
             Py_RETURN_NONE;
         }
     }
-    PyObject *out = PyBytes_FromStringAndSize(NULL, size);
+    uint8_t *p;
+    PyObject *out = new_payload(size, (uint32_t)n, &p);
     if (out == NULL) {
         return NULL;
     }
-    uint8_t *p = (uint8_t *)PyBytes_AS_STRING(out);
-    put_u32(p, (uint32_t)n);
-    p += 4;
     /* No Python code ran since the checks: the list and its tuples of
      * bytes are as they were. */
     for (Py_ssize_t i = 0; i < n; i++) {

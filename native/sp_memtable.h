@@ -107,10 +107,11 @@ int mt_seed_key_hash(void);
 uint32_t mt_chunk_new(Table *t, const uint8_t *base, size_t size, PyObject *owner,
                       Py_buffer *view);
 /* Release every chunk whose last entry went (may run Python code). */
-/* A zeroed index of cap slots for t: a large one in its own mapping with
- * transparent huge pages asked for (see sp_memtable_table.c); frees the
- * one t had.  NULL (and a MemoryError) if out of memory, t unchanged. */
-Slot *mt_slots_alloc(const Table *t, size_t cap, void **map, size_t *map_len);
+/* A zeroed index of cap slots: a large one in its own mapping (*map,
+ * *map_len) with transparent huge pages asked for (see
+ * sp_memtable_table.c), a small one from PyMem (*map NULL).  NULL (and a
+ * MemoryError) if out of memory.  mt_slots_free gives it back. */
+Slot *mt_slots_alloc(size_t cap, void **map, size_t *map_len);
 void mt_slots_free(Slot *slots, void *map, size_t map_len);
 void mt_sweep(Table *t);
 /* Point the key at chunk c + off (klen bytes, its value right after; vlen

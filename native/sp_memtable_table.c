@@ -166,9 +166,8 @@ static Slot *find_slot(const Table *t, const uint8_t *k, size_t n, uint32_t h)
 #define HUGE_PAGE ((size_t)2 << 20)
 #define HUGE_SLOTS_BYTES ((size_t)4 << 20)
 
-Slot *mt_slots_alloc(const Table *t, size_t cap, void **map, size_t *map_len)
+Slot *mt_slots_alloc(size_t cap, void **map, size_t *map_len)
 {
-    (void)t;
     size_t bytes = cap * sizeof(Slot);
     *map = NULL;
     *map_len = 0;
@@ -204,7 +203,7 @@ static int grow_slots(Table *t)
     size_t cap = (t->mask + 1) * 2;
     void *map;
     size_t map_len;
-    Slot *slots = mt_slots_alloc(t, cap, &map, &map_len);
+    Slot *slots = mt_slots_alloc(cap, &map, &map_len);
     if (!slots)
         return -1;
     size_t mask = cap - 1;

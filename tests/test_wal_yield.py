@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from safepoint import records
 from safepoint.format import OP_PUT
@@ -20,6 +23,16 @@ from safepoint.wal import WalWriter
 from test_wal_native import new_writer, payload
 
 STEP_S = 100e-6
+
+
+@pytest.fixture
+def wal(tmp_path: Path) -> Iterator[WalWriter]:
+    """A log on the native engine, with room for a record of a few MB."""
+    writer = new_writer(tmp_path, "native", segment_bytes=16 << 20)
+    try:
+        yield writer
+    finally:
+        writer.close()
 
 
 def durable_commit(wal: WalWriter, i: int) -> int:
@@ -35,115 +48,89 @@ def commit_in_a_thread(wal: WalWriter, i: int) -> None:
     t.join()
 
 
-def test_nothing_due_means_no_wait(tmp_path: Path):
-    wal = new_writer(tmp_path, "native")
-    try:
-        assert wal.yield_to_committers(STEP_S, 1.0) == 0.0
-        wal.append(payload(1))  # appended, never flushed: nobody waits on it
-        assert wal.yield_to_committers(STEP_S, 1.0) == 0.0
-    finally:
-        wal.close()
+def test_nothing_due_means_no_wait(wal: WalWriter):
+    assert wal.yield_to_committers(STEP_S, 1.0) == 0.0
+    wal.append(payload(1))  # appended, never flushed: nobody waits on it
+    assert wal.yield_to_committers(STEP_S, 1.0) == 0.0
 
 
-def test_a_committer_back_from_its_flush_is_waited_for_until_it_flushes_again(tmp_path: Path):
-    wal = new_writer(tmp_path, "native", segment_bytes=1 << 20)
-    try:
-        back = threading.Event()
-        go = threading.Event()
+def test_a_committer_back_from_its_flush_is_waited_for_until_it_flushes_again(wal: WalWriter):
+    back = threading.Event()
+    go = threading.Event()
 
-        def two_commits() -> None:
-            durable_commit(wal, 1)
-            back.set()
-            go.wait(10)
-            time.sleep(0.0003)
-            lsn = wal.append(payload(2))
-            wal.flush(lsn, durable=False)  # in a flush again: done with the GIL
-
-        t = threading.Thread(target=two_commits)
-        t.start()
-        back.wait(10)
-        go.set()
-        waited = wal.yield_to_committers(STEP_S, 1.0)
-        t.join()
-        assert 0.0 < waited < 0.5  # ended by the flush (or its 1 ms bound)
-        # Its last flush was not durable: nothing is due any more.
-        assert wal.yield_to_committers(STEP_S, 1.0) == 0.0
-    finally:
-        wal.close()
-
-
-def test_a_committer_that_does_not_come_back_is_given_up_after_a_millisecond(tmp_path: Path):
-    wal = new_writer(tmp_path, "native", segment_bytes=1 << 20)
-    try:
-        commit_in_a_thread(wal, 1)
-        t0 = time.perf_counter()
-        waited = wal.yield_to_committers(STEP_S, 1.0)
-        elapsed = time.perf_counter() - t0
-        assert waited > 0.0
-        assert elapsed < 0.5  # the 1 ms bound, not the 1 s one
-        time.sleep(0.002)
-        assert wal.yield_to_committers(STEP_S, 1.0) == 0.0
-    finally:
-        wal.close()
-
-
-def test_the_yielders_own_flush_is_not_waited_for(tmp_path: Path):
-    """A checkpoint flushes the log itself before its fold."""
-    wal = new_writer(tmp_path, "native", segment_bytes=1 << 20)
-    try:
+    def two_commits() -> None:
         durable_commit(wal, 1)
-        assert wal.yield_to_committers(STEP_S, 1.0) == 0.0
-    finally:
-        wal.close()
+        back.set()
+        go.wait(10)
+        time.sleep(0.0003)
+        lsn = wal.append(payload(2))
+        wal.flush(lsn, durable=False)  # in a flush again: done with the GIL
+
+    t = threading.Thread(target=two_commits)
+    t.start()
+    back.wait(10)
+    go.set()
+    waited = wal.yield_to_committers(STEP_S, 1.0)
+    t.join()
+    assert 0.0 < waited < 0.5  # ended by the flush (or its 1 ms bound)
+    # Its last flush was not durable: nothing is due any more.
+    assert wal.yield_to_committers(STEP_S, 1.0) == 0.0
 
 
-def test_the_wait_never_passes_its_bound(tmp_path: Path):
-    wal = new_writer(tmp_path, "native", segment_bytes=1 << 20)
-    try:
-        commit_in_a_thread(wal, 1)
-        t0 = time.perf_counter()
-        wal.yield_to_committers(STEP_S, 0.0)
-        assert time.perf_counter() - t0 < 0.5
-    finally:
-        wal.close()
+def test_a_committer_that_does_not_come_back_is_given_up_after_a_millisecond(wal: WalWriter):
+    commit_in_a_thread(wal, 1)
+    t0 = time.perf_counter()
+    waited = wal.yield_to_committers(STEP_S, 1.0)
+    elapsed = time.perf_counter() - t0
+    assert waited > 0.0
+    assert elapsed < 0.5  # the 1 ms bound, not the 1 s one
+    time.sleep(0.002)
+    assert wal.yield_to_committers(STEP_S, 1.0) == 0.0
 
 
-def test_a_flush_in_flight_is_waited_for(tmp_path: Path):
+def test_the_yielders_own_flush_is_not_waited_for(wal: WalWriter):
+    """A checkpoint flushes the log itself before its fold."""
+    durable_commit(wal, 1)
+    assert wal.yield_to_committers(STEP_S, 1.0) == 0.0
+
+
+def test_the_wait_never_passes_its_bound(wal: WalWriter):
+    commit_in_a_thread(wal, 1)
+    t0 = time.perf_counter()
+    wal.yield_to_committers(STEP_S, 0.0)
+    assert time.perf_counter() - t0 < 0.5
+
+
+def test_a_flush_in_flight_is_waited_for(wal: WalWriter):
     """With a step longer than any fdatasync, a flush in flight is due: the
     yield returns only after it ends.  A record of a few MB makes the flush
     long enough to be caught in flight."""
-    wal = new_writer(tmp_path, "native", segment_bytes=64 << 20)
-    try:
-        durable_commit(wal, 0)  # an fdatasync measured: the engine's estimate
-        big = records.encode_payload([(OP_PUT, b"big", b"x" * (8 << 20))])
-        for _attempt in range(5):
-            time.sleep(0.002)  # the main thread's own return has expired
-            appended = threading.Event()
-            ended: list[float] = []
+    durable_commit(wal, 0)  # an fdatasync measured: the engine's estimate
+    big = records.encode_payload([(OP_PUT, b"big", b"x" * (8 << 20))])
+    for _attempt in range(5):
+        time.sleep(0.002)  # the main thread's own return has expired
+        appended = threading.Event()
+        ended: list[float] = []
 
-            def commit_big(
-                appended: threading.Event = appended, ended: list[float] = ended
-            ) -> None:
-                lsn = wal.append(big)
-                appended.set()
-                wal.flush(lsn, durable=True)
-                ended.append(time.perf_counter())
+        def commit_big(appended: threading.Event = appended, ended: list[float] = ended) -> None:
+            lsn = wal.append(big)
+            appended.set()
+            wal.flush(lsn, durable=True)
+            ended.append(time.perf_counter())
 
-            t = threading.Thread(target=commit_big)
-            t.start()
-            appended.wait(10)
-            time.sleep(0.0005)
-            started = time.perf_counter()
-            waited = wal.yield_to_committers(10.0, 5.0)
-            returned = time.perf_counter()
-            t.join()
-            if ended[0] > started:  # caught in flight
-                assert waited > 0.0
-                assert returned >= ended[0]
-                return
-        raise AssertionError("no flush of 8 MB was still in flight 0.5 ms after its append")
-    finally:
-        wal.close()
+        t = threading.Thread(target=commit_big)
+        t.start()
+        appended.wait(10)
+        time.sleep(0.0005)
+        started = time.perf_counter()
+        waited = wal.yield_to_committers(10.0, 5.0)
+        returned = time.perf_counter()
+        t.join()
+        if ended[0] > started:  # caught in flight
+            assert waited > 0.0
+            assert returned >= ended[0]
+            return
+    raise AssertionError("no flush of 8 MB was still in flight 0.5 ms after its append")
 
 
 def test_the_python_engine_cannot_tell(tmp_path: Path):

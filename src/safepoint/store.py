@@ -242,7 +242,7 @@ class Store(StoreSnapshots, StoreStats, StoreClosing, MutableMapping):  # type: 
             # put's time).  Anything else goes through a transaction.
             payload = encode_pairs(other) if type(self._codec) is BytesCodec else None
             if payload is not None:
-                self._commit_payload(payload)
+                self._commit(None, payload=payload)
                 return
         with self.transaction() as txn:
             txn.update(other, **kwargs)
@@ -278,29 +278,25 @@ class Store(StoreSnapshots, StoreStats, StoreClosing, MutableMapping):  # type: 
         self._txn_owner = None
         self._write_lock.release()
 
-    def _commit(self, writes: dict[bytes, bytes | None], only_if_present: bool = False) -> bool:
-        """Commit ``writes`` as one transaction; False if there was nothing to do."""
+    def _commit(
+        self,
+        writes: dict[bytes, bytes | None] | None,
+        only_if_present: bool = False,
+        payload: bytes | None = None,
+    ) -> bool:
+        """Commit ``writes`` (or the puts a ``payload`` holds, see update) as
+        one transaction; False if there was nothing to do."""
         self._begin_write()
         try:
-            if only_if_present:
+            if only_if_present and writes is not None:
                 writes = {k: v for k, v in writes.items() if self._lookup(k) is not None}
-            lsn = self._append_locked(writes)
+            lsn = self._append_locked(writes, payload)
         finally:
             self._end_write()
         if lsn is None:
             return False
         self._finish(lsn)
         return True
-
-    def _commit_payload(self, payload: bytes) -> None:
-        """Commit the puts a payload holds as one transaction (see update)."""
-        self._begin_write()
-        try:
-            lsn = self._append_locked(None, payload)
-        finally:
-            self._end_write()
-        assert lsn is not None
-        self._finish(lsn)
 
     def _append_locked(
         self, writes: dict[bytes, bytes | None] | None, payload: bytes | None = None
