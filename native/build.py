@@ -57,7 +57,7 @@ ffibuilder.set_source(
     '#include <stddef.h>\n#include <stdint.h>\n#include "sp_core.h"\n#include "sp_wal.h"\n',
     # Relative to the project root, where setup.py runs: setuptools refuses
     # absolute source paths in an sdist build.
-    sources=["native/sp_core.c", "native/sp_wal.c", "native/sp_wal_yield.c"],
+    sources=["native/sp_core.c", "native/sp_wal.c", "native/sp_wal_sync.c", "native/sp_wal_yield.c"],
     # So that an incremental build_ext rebuilds after a header changes.
     depends=[
         "native/sp_core.h",

@@ -13,7 +13,9 @@
  *     after a failed fdatasync the kernel may have dropped the dirty pages).
  *
  * The engine's struct is in sp_wal_internal.h; sp_wal_yield (a checkpoint
- * asking whether a committer needs the GIL) is in sp_wal_yield.c.
+ * asking whether a committer needs the GIL) is in sp_wal_yield.c; the
+ * syncer, which leads durable flushes on fast disks so that a committer can
+ * wait spinning, is in sp_wal_sync.c.
  */
 
 #define _GNU_SOURCE
@@ -61,7 +63,16 @@ sp_wal *sp_wal_new(uint32_t seed, int fd, uint64_t offset, uint64_t next_lsn)
         free(w);
         return NULL;
     }
+    if (pthread_cond_init(&w->work, &attr) != 0) {
+        pthread_cond_destroy(&w->needed);
+        pthread_cond_destroy(&w->done);
+        pthread_mutex_destroy(&w->mu);
+        pthread_condattr_destroy(&attr);
+        free(w);
+        return NULL;
+    }
     if (pthread_cond_init(&w->gather, &attr) != 0) {
+        pthread_cond_destroy(&w->work);
         pthread_cond_destroy(&w->needed);
         pthread_cond_destroy(&w->done);
         pthread_mutex_destroy(&w->mu);
@@ -83,6 +94,7 @@ sp_wal *sp_wal_new(uint32_t seed, int fd, uint64_t offset, uint64_t next_lsn)
     w->next_lsn = next_lsn;
     w->written_lsn = w->synced_lsn = next_lsn - 1;
     w->max_gather_ns = MAX_GATHER_NS;
+    w->spin_max_sync_ns = SP_WAL_SPIN_MAX_SYNC_NS;
     return w;
 }
 
@@ -90,7 +102,9 @@ void sp_wal_free(sp_wal *w)
 {
     if (w == NULL)
         return;
+    sp_wal_syncer_stop(w);
     pthread_cond_destroy(&w->gather);
+    pthread_cond_destroy(&w->work);
     pthread_cond_destroy(&w->needed);
     pthread_cond_destroy(&w->done);
     pthread_mutex_destroy(&w->mu);
@@ -162,7 +176,7 @@ int sp_wal_append(sp_wal *w, uint64_t lsn, uint64_t time_ns,
 /* Wait, briefly, for committers about to queue (wal_group.py's _gather): a leader
  * that went at once would carry only the first of a wave of committers and
  * leave the rest for the next fdatasync.  A lone committer never waits. */
-static void gather(sp_wal *w)
+void sp_wal_gather(sp_wal *w)
 {
     if ((uint64_t)w->in_flush <= w->pend_count || w->sync_ns <= 0.0)
         return;
@@ -207,7 +221,7 @@ static int write_all(int fd, const uint8_t *buf, size_t len, uint64_t offset)
 
 /* Write (and sync) everything pending.  Called with the lock held and
  * w->flushing set; releases the lock around the I/O. */
-static void lead(sp_wal *w, int durable)
+void sp_wal_lead(sp_wal *w, int durable)
 {
     uint8_t *batch = w->pend;
     size_t batch_len = w->pend_len, batch_cap = w->pend_cap;
@@ -254,15 +268,19 @@ static void lead(sp_wal *w, int durable)
     w->spare_cap = batch_cap;
     if (err != 0) {
         if (w->error == 0) {
-            w->error = err;
             w->error_op = op;
+            __atomic_store_n(&w->error, err, __ATOMIC_RELEASE);
         }
         return;
     }
     if (upto > w->written_lsn)
         w->written_lsn = upto;
     if (sync) {
-        w->synced_lsn = w->written_lsn;
+        /* Everyone waiting is woken by this flush; until each has looked,
+         * sp_wal_yield counts them as committers about to need the GIL. */
+        w->waking = w->waiting;
+        w->woke_at_ns = now_ns();
+        __atomic_store_n(&w->synced_lsn, w->written_lsn, __ATOMIC_RELEASE);
         w->dirty = 0;
         w->fsyncs++;
         w->sync_ns = w->sync_ns > 0.0 ? 0.8 * w->sync_ns + 0.2 * took : took;
@@ -271,13 +289,32 @@ static void lead(sp_wal *w, int durable)
     }
 }
 
+void sp_wal_begin_wait(sp_wal *w)
+{
+    w->waiting++;
+}
+
+void sp_wal_end_wait(sp_wal *w)
+{
+    w->waiting--;
+    if (w->waking > 0 && --w->waking == 0)
+        needed_changed(w);
+}
+
+void sp_wal_wait_done(sp_wal *w)
+{
+    sp_wal_begin_wait(w);
+    pthread_cond_wait(&w->done, &w->mu);
+    sp_wal_end_wait(w);
+}
+
 int sp_wal_flush(sp_wal *w, uint64_t lsn, int durable)
 {
     int rc;
     pthread_mutex_lock(&w->mu);
     if (sp_wal_forget_returned(w, pthread_self()))
         needed_changed(w);
-    w->in_flush++;
+    __atomic_add_fetch(&w->in_flush, 1, __ATOMIC_RELEASE);
     for (;;) {
         if (w->error != 0) {
             rc = SP_WAL_FAILED;
@@ -292,18 +329,24 @@ int sp_wal_flush(sp_wal *w, uint64_t lsn, int durable)
             rc = SP_WAL_CLOSED;
             break;
         }
-        if (w->flushing) {
-            pthread_cond_wait(&w->done, &w->mu);
+        if (durable && sp_wal_syncer_ready(w)) {
+            sp_wal_await(w, lsn);
             continue;
         }
-        w->flushing = 1;
+        if (w->flushing) {
+            sp_wal_wait_done(w);
+            continue;
+        }
+        __atomic_store_n(&w->flushing, 1, __ATOMIC_RELAXED);
         if (durable)
-            gather(w);
-        lead(w, durable);
-        w->flushing = 0;
+            sp_wal_gather(w);
+        sp_wal_lead(w, durable);
+        __atomic_store_n(&w->flushing, 0, __ATOMIC_RELAXED);
         pthread_cond_broadcast(&w->done);
+        if (w->syncer_sleeping)
+            pthread_cond_signal(&w->work);
     }
-    w->in_flush--;
+    __atomic_sub_fetch(&w->in_flush, 1, __ATOMIC_RELEASE);
     if (w->gathering)
         pthread_cond_signal(&w->gather);
     if (rc == SP_OK && durable)
@@ -332,8 +375,8 @@ void sp_wal_fail(sp_wal *w, int error)
 {
     pthread_mutex_lock(&w->mu);
     if (w->error == 0) {
-        w->error = error != 0 ? error : EIO;
         w->error_op = 3;
+        __atomic_store_n(&w->error, error != 0 ? error : EIO, __ATOMIC_RELEASE);
     }
     pthread_cond_broadcast(&w->done);
     needed_changed(w);
@@ -345,12 +388,14 @@ void sp_wal_abandon(sp_wal *w)
     pthread_mutex_lock(&w->mu);
     while (w->flushing)
         pthread_cond_wait(&w->done, &w->mu);
-    w->closed = 1;
+    __atomic_store_n(&w->closed, 1, __ATOMIC_RELEASE);
     w->pend_len = 0;
     w->pend_count = 0;
     pthread_cond_broadcast(&w->done);
     needed_changed(w);
     pthread_mutex_unlock(&w->mu);
+    /* Nothing is left for the syncer: a closed log's thread would only sleep. */
+    sp_wal_syncer_stop(w);
 }
 
 void sp_wal_set_gather(sp_wal *w, double max_ns)
@@ -371,6 +416,9 @@ void sp_wal_get_state(sp_wal *w, sp_wal_state *st)
     st->offset = w->offset + w->pend_len;
     st->pending = w->pend_count;
     st->fsyncs = w->fsyncs;
+    st->syncer_flushes = w->syncer_flushes;
+    st->spin_waits = w->spin_waits;
+    st->spin_backoffs = w->backoffs;
     st->error = w->error;
     st->op = w->error_op;
     pthread_mutex_unlock(&w->mu);

@@ -35,6 +35,9 @@ typedef struct {
     uint64_t gathers;      /* leaders that waited for committers to queue */
     double gather_wait_ns; /* total time leaders spent gathering */
     double sync_ns;        /* moving average of one fdatasync */
+    uint64_t syncer_flushes; /* flushes the syncer thread led (sp_wal_sync.c) */
+    uint64_t spin_waits;   /* committers' waits that ended while they spun */
+    uint64_t spin_backoffs; /* times slow hand-offs turned spinning off a while */
     int error;             /* the errno that failed the log, or 0 */
     int op;                /* 1: a pwrite failed, 2: an fdatasync, 3: sp_wal_fail */
 } sp_wal_state;
@@ -77,6 +80,11 @@ void sp_wal_abandon(sp_wal *w);
 /* Cap a leader's wait for committers about to queue (default 2 ms; the
  * wait is also at most half a recent fdatasync); 0 turns gathering off. */
 void sp_wal_set_gather(sp_wal *w, double max_ns);
+
+/* Leave durable flushes to the engine's syncer thread, with one committer
+ * spin-waiting, only while an fdatasync takes at most max_sync_ns on
+ * average (default 1 ms; 0: never).  See sp_wal_sync.c. */
+void sp_wal_set_spin(sp_wal *w, double max_sync_ns);
 
 /* Fill *st under the lock. */
 void sp_wal_get_state(sp_wal *w, sp_wal_state *st);

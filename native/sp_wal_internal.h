@@ -18,6 +18,8 @@
 #include <time.h>
 
 #define MAX_RETURNING 32
+/* sp_wal_set_spin's default: spinning for a longer fdatasync buys little. */
+#define SP_WAL_SPIN_MAX_SYNC_NS 1000000.0
 
 struct sp_wal {
     pthread_mutex_t mu;
@@ -56,15 +58,49 @@ struct sp_wal {
         double at_ns;
     } returned[MAX_RETURNING];
     int n_returned;
+    int waiting;           /* committers waiting for a flush (asleep or spinning) */
+    int waking;            /* of those, woken by the last durable flush, not yet up */
+    double woke_at_ns;     /* when that flush ended */
     int yielding;
     unsigned long events; /* bumped (atomically) where `needed` is signalled */
+    /* The syncer (sp_wal_sync.c): a thread of the engine's that writes and
+     * fdatasyncs durable flushes, so that one committer can wait for its
+     * record spinning on a warm CPU instead of asleep in fdatasync.
+     * synced_lsn, error, closed, want_lsn and syncer_stop are also read
+     * outside the lock by spinners: they are stored atomically. */
+    pthread_cond_t work;   /* a committer wants a flush, or the syncer must stop */
+    pthread_t syncer;
+    int syncer_state;      /* SYNCER_NONE, _RUNNING, _FAILED or _STOPPED */
+    unsigned syncer_fork_gen; /* sp_wal_fork_gen when it started */
+    int syncer_sleeping;
+    int syncer_stop;
+    int spinning;          /* a committer spin-waits for its flush */
+    uint64_t want_lsn;     /* the highest LSN a committer waits to see synced */
+    uint64_t syncer_flushes, spin_waits;
+    double spin_max_sync_ns; /* sp_wal_set_spin */
+    double want_at_ns;     /* when a request found the syncer with nothing to do */
+    double lag_ns;         /* moving average of the hand-offs' delays */
+    uint64_t backoff_until_ns; /* no spinning before this (a loaded machine) */
+    uint64_t backoffs;
 };
+
+enum { SYNCER_NONE, SYNCER_RUNNING, SYNCER_FAILED, SYNCER_STOPPED };
 
 static inline double now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+/* A spin-wait's pause: lets the sibling hyperthread run, saves power. */
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
 }
 
 /* Wake a yielder, spinning or asleep.  Lock held. */
@@ -78,5 +114,24 @@ static inline void needed_changed(sp_wal *w)
 /* In sp_wal_yield.c; called by sp_wal_flush, lock held. */
 void sp_wal_note_returned(sp_wal *w, pthread_t self, double now);
 int sp_wal_forget_returned(sp_wal *w, pthread_t self);
+
+/* In sp_wal.c, for the syncer; lock held, w->flushing set by the caller. */
+void sp_wal_gather(sp_wal *w);
+void sp_wal_lead(sp_wal *w, int durable);
+/* A committer's wait for a flush, asleep on `done` (sp_wal_wait_done) or
+ * spinning between sp_wal_begin_wait and sp_wal_end_wait: counted for
+ * sp_wal_yield, which must not take a woken committer's GIL turn. */
+void sp_wal_begin_wait(sp_wal *w);
+void sp_wal_end_wait(sp_wal *w);
+void sp_wal_wait_done(sp_wal *w);
+
+/* In sp_wal_sync.c; lock held.  sp_wal_syncer_ready: should this durable
+ * flush be left to the syncer (started here if need be)?  sp_wal_await:
+ * record that lsn is wanted, then wait once (spin or sleep) for a flush;
+ * the caller re-checks.  sp_wal_syncer_stop: stop and join it (lock NOT
+ * held; sp_wal_free only). */
+int sp_wal_syncer_ready(sp_wal *w);
+void sp_wal_await(sp_wal *w, uint64_t lsn);
+void sp_wal_syncer_stop(sp_wal *w);
 
 #endif

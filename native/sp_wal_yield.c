@@ -26,16 +26,6 @@
  * committer's whole turn with the GIL takes. */
 #define SPIN_NS 200000.0
 
-/* A spin-wait's pause: lets the sibling hyperthread run, saves power. */
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
-#endif
-}
-
 /* The calling thread is back from a durable flush.  Lock held. */
 void sp_wal_note_returned(sp_wal *w, pthread_t self, double now)
 {
@@ -79,6 +69,12 @@ static int committer_due(const sp_wal *w, pthread_t self, double now, double ste
     if (latest > 0.0 && now - latest < RETURN_NS) {
         if (until != NULL && latest + RETURN_NS < *until)
             *until = latest + RETURN_NS;
+        return 1;
+    }
+    /* Woken by a flush's end and not yet back (they return, or sleep again). */
+    if (w->waking > 0 && now - w->woke_at_ns < RETURN_NS) {
+        if (until != NULL && w->woke_at_ns + RETURN_NS < *until)
+            *until = w->woke_at_ns + RETURN_NS;
         return 1;
     }
     /* The flush's end wakes the waiter (lead), whatever the estimate said. */

@@ -55,6 +55,9 @@ class EngineState(NamedTuple):
     gathers: int
     gather_wait_s: float
     sync_s: float
+    syncer_flushes: int
+    spin_waits: int
+    spin_backoffs: int
     error: int
     op: str
 
@@ -124,6 +127,12 @@ class NativeGroupCommit:
         """Cap a leader's wait for committers about to queue (0: never wait)."""
         lib.sp_wal_set_gather(self.handle, max_seconds * 1e9)
 
+    def set_spin(self, max_sync_s: float) -> None:
+        """Let the engine's syncer thread lead durable flushes, with one
+        committer spin-waiting, only while an fdatasync takes at most
+        ``max_sync_s`` on average (default 1 ms; 0: never)."""
+        lib.sp_wal_set_spin(self.handle, max_sync_s * 1e9)
+
     def fail(self, error: int) -> None:
         """Refuse all further appends and flushes (an errno from outside)."""
         lib.sp_wal_fail(self.handle, error)
@@ -153,6 +162,9 @@ class NativeGroupCommit:
             int(st.gathers),
             float(st.gather_wait_ns) / 1e9,
             float(st.sync_ns) / 1e9,
+            int(st.syncer_flushes),
+            int(st.spin_waits),
+            int(st.spin_backoffs),
             int(st.error),
             _OPS.get(int(st.op), ""),
         )
