@@ -6,7 +6,7 @@
 # (safepoint._sp_fast) and Store.get (safepoint._sp_get), setup.py's
 # ext_modules, are built the same way and their tests run too.
 #
-#   fuzz/build_asan.sh                       # test_records, test_format, test_wal_native, test_wal_yield,
+#   fuzz/build_asan.sh                       # test_records, test_format, test_wal_native, test_wal_yield, test_wal_syncer,
 #                                            # test_memtable_native, test_fast_native,
 #                                            # test_base_reads, test_get_native
 #   HYPOTHESIS_PROFILE=ci fuzz/build_asan.sh -k damage
@@ -66,7 +66,7 @@ else
     # --capture=sys: a sanitizer writes its report to fd 2 and then aborts the
     # process; pytest's default fd capture would swallow the report with it.
     command=("$python" -m pytest -q -p no:cacheprovider --capture=sys tests/test_records.py tests/test_format.py \
-        tests/test_wal_native.py tests/test_wal_yield.py tests/test_memtable_native.py tests/test_batch_native.py \
+        tests/test_wal_native.py tests/test_wal_yield.py tests/test_wal_syncer.py tests/test_memtable_native.py tests/test_batch_native.py \
         tests/test_fast_native.py tests/test_base_reads.py tests/test_get_native.py "$@")
 fi
 TSAN_OPTIONS=halt_on_error=1:report_signal_unsafe=0 \
