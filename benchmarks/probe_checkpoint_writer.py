@@ -1,12 +1,15 @@
 """Probe: what one durable writer sees while a checkpoint runs beside it.
 
     python benchmarks/probe_checkpoint_writer.py [--entries 300000] [--writers 1] [--sync always]
+        [--no-spin]
 
 Fills a store's memtable with N entries, starts threads committing durably
 one key at a time, runs ``db.checkpoint()`` after a second, and prints the
 writers' rate before and during it, the checkpoint's length and how long it
 yielded the GIL to them, and the longest gaps between commits (when each
-began, relative to the checkpoint's start).  Data goes to
+began, relative to the checkpoint's start).  ``--no-spin`` turns the log
+engine's syncer off (``set_spin(0)``: committers lead their own flushes), for
+an A/B of it.  Data goes to
 benchmarks/scratch/.
 """
 
@@ -32,9 +35,13 @@ def main() -> None:
     ap.add_argument("--entries", type=int, default=300_000)
     ap.add_argument("--writers", type=int, default=1)
     ap.add_argument("--sync", default="always", choices=["always", "interval", "none"])
+    ap.add_argument("--no-spin", action="store_true", help="the engine's syncer off")
     args = ap.parse_args()
     shutil.rmtree(SCRATCH, ignore_errors=True)
     db = safepoint.open(SCRATCH, sync=args.sync, checkpoint_bytes=None)
+    native = db._wal._native if db._wal is not None else None
+    if args.no_spin and native is not None:
+        native.set_spin(0.0)
     try:
         keys, values = keys_for(args.entries, seed=20), values_for(args.entries, seed=20)
         items = list(zip(keys, values, strict=True))
@@ -57,6 +64,7 @@ def main() -> None:
         c0 = time.perf_counter()
         info = db.checkpoint()
         c1 = time.perf_counter()
+        engine = native.state() if native is not None else None
         time.sleep(0.2)
         stop.set()
         for w in writers:
@@ -79,6 +87,11 @@ def main() -> None:
         f" {args.writers} writer(s) {before:,.0f}/s before, {during:,.0f}/s during"
         f" ({during / before:.0%})"
     )
+    if engine is not None:
+        print(
+            f"engine: {engine.syncer_flushes:,} syncer flushes, {engine.spin_waits:,} spin waits,"
+            f" {engine.spin_backoffs} back-offs"
+        )
     print(
         "longest gaps (ms, at ms):",
         ", ".join(f"{g * 1e3:.1f}@{at * 1e3:.0f}" for g, at in gaps[:5]),
