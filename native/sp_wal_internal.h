@@ -133,5 +133,8 @@ void sp_wal_wait_done(sp_wal *w);
 int sp_wal_syncer_ready(sp_wal *w);
 void sp_wal_await(sp_wal *w, uint64_t lsn);
 void sp_wal_syncer_stop(sp_wal *w);
+/* A long job shares the CPUs with committers (sp_wal_yield was called):
+ * no spinning for a while.  Lock held. */
+void sp_wal_hold_spinning(sp_wal *w, double now);
 
 #endif

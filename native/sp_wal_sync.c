@@ -46,6 +46,11 @@
  * back to leading their own flushes, asleep, for BACKOFF_NS. */
 #define LAG_MAX_NS 50000.0
 #define BACKOFF_NS 1000000000.0
+/* While a checkpoint's fold runs (it calls sp_wal_yield between steps of
+ * ~100 us), its thread holds a CPU: a spinner and the syncer would share
+ * the other one with the committer's own Python turn.  Committers lead
+ * their own flushes until this long after the fold's last call. */
+#define HOLD_NS 10000000.0
 
 static unsigned fork_gen;
 static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
@@ -96,6 +101,13 @@ static void note_lag(sp_wal *w, double lag, double now)
         w->backoffs++;
         __atomic_store_n(&w->backoff_until_ns, (uint64_t)(now + BACKOFF_NS), __ATOMIC_RELAXED);
     }
+}
+
+void sp_wal_hold_spinning(sp_wal *w, double now)
+{
+    uint64_t until = (uint64_t)(now + HOLD_NS);
+    if (until > w->backoff_until_ns)
+        __atomic_store_n(&w->backoff_until_ns, until, __ATOMIC_RELAXED);
 }
 
 static int backing_off(sp_wal *w, double now)

@@ -101,6 +101,7 @@ double sp_wal_yield(sp_wal *w, double step_ns, double max_ns)
     int waited = 0;
     pthread_mutex_lock(&w->mu);
     w->yielding++;
+    sp_wal_hold_spinning(w, t0);
     for (;;) {
         double until = t0 + max_ns;
         double now = now_ns();

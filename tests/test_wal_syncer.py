@@ -191,3 +191,27 @@ def test_on_a_machine_busy_with_other_work_committers_stop_spinning(wal):
     st = engine(wal).state()
     assert st.spin_backoffs >= 1
     assert st.synced_lsn == st.written_lsn  # nothing lost on the way
+
+
+def test_while_a_checkpoint_yields_between_steps_committers_lead_their_own_flushes(wal):
+    """A fold calling yield_to_committers holds a CPU: for 10 ms after each
+    call no committer spins and the syncer leads nothing."""
+    engine(wal).set_spin(ALWAYS)
+    for i in range(50):
+        commit(wal, i)
+    assert engine(wal).state().syncer_flushes > 0
+    for attempt in range(20):
+        before = engine(wal).state().syncer_flushes
+        t0 = time.perf_counter()
+        wal.yield_to_committers(100e-6, 0.001)
+        commit(wal, 100 + attempt)
+        if time.perf_counter() - t0 < 0.005:  # well inside the 10 ms hold
+            assert engine(wal).state().syncer_flushes == before
+            break
+    else:
+        raise AssertionError("no yield-and-commit took under 5 ms in 20 tries")
+    time.sleep(0.02)  # the hold is over: a run of commits spins again
+    before = engine(wal).state().syncer_flushes
+    for i in range(50):
+        commit(wal, 200 + i)
+    assert engine(wal).state().syncer_flushes > before
