@@ -440,6 +440,36 @@ class Store(StoreSnapshots, StoreStats, StoreClosing, MutableMapping):  # type: 
 from .transaction import Transaction  # noqa: E402  (circular: Transaction uses Store)
 
 
+def _install_c_put() -> None:
+    """Make ``Store.put`` the C method (native/sp_put.c), the put above
+    transcribed for its common case; ``Store._put_py`` stays as its oracle
+    and takes every case it declines (docs/design.md, "Store.put in C")."""
+    try:
+        from . import _sp_put
+        from ._sp_memtable import NativeMemtable
+    except ImportError as exc:
+        raise ImportError(
+            f"safepoint: the native put (safepoint._sp_put) failed to import ({exc}). "
+            "Reinstall safepoint where a C compiler is available, or set "
+            "SAFEPOINT_BACKEND=python to run on the pure-Python reference."
+        ) from exc
+    from .wal_native import NativeGroupCommit, ffi, lib
+
+    def address(name: str) -> int:
+        return int(ffi.cast("uintptr_t", ffi.addressof(lib, name)))
+
+    Store.put = _sp_put.StorePut(  # type: ignore[method-assign,assignment]
+        Store._put_py,
+        Store,
+        BytesCodec,
+        WalWriter,
+        NativeGroupCommit,
+        NativeMemtable,
+        address("sp_wal_append"),
+        address("sp_wal_flush"),
+    )
+
+
 # Store.get in C (native/sp_get.c): the method above, transcribed, for the
 # native backend; the Python method stays as its oracle and takes every case
 # the C declines.  As with the other native modules, a native build that
@@ -454,3 +484,4 @@ if records.BACKEND == "native":
             "SAFEPOINT_BACKEND=python to run on the pure-Python reference."
         ) from exc
     Store.get = _sp_get.StoreGet(Store._get_py, _MISSING, BytesCodec, MAX_KEY_SIZE)  # type: ignore[method-assign,assignment]
+    _install_c_put()
