@@ -47,6 +47,6 @@ setup(
         native_module("_sp_get", ["sp_get.c"]),
         # Store.put (its nine Python frames were most of a commit's CPU); it
         # calls the cffi core's engine through addresses, so links none of it.
-        native_module("_sp_put", ["sp_put.c"], ("sp_core.h", "sp_wal.h")),
+        native_module("_sp_put", ["sp_put.c", "sp_put_type.c"], ("sp_put.h", "sp_core.h", "sp_wal.h")),
     ],
 )
