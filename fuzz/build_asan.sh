@@ -3,12 +3,13 @@
 # and run the codec tests against that build: every scan, encode and CRC the
 # hypothesis tests drive then checks for out-of-bounds reads and UB.  The
 # native memtable (safepoint._sp_memtable), the base image's get path
-# (safepoint._sp_fast) and Store.get (safepoint._sp_get), setup.py's
-# ext_modules, are built the same way and their tests run too.
+# (safepoint._sp_fast), Store.get (safepoint._sp_get) and Store.put
+# (safepoint._sp_put), setup.py's ext_modules, are built the same way and
+# their tests run too.
 #
 #   fuzz/build_asan.sh                       # test_records, test_format, test_wal_native, test_wal_yield, test_wal_syncer,
 #                                            # test_memtable_native, test_fast_native,
-#                                            # test_base_reads, test_get_native
+#                                            # test_base_reads, test_get_native, test_put_native
 #   HYPOTHESIS_PROFILE=ci fuzz/build_asan.sh -k damage
 #   SANITIZER=thread fuzz/build_asan.sh -k "group or gather or yield"
 #                                            # ThreadSanitizer on the group-commit engine
@@ -31,7 +32,8 @@ trap 'rm -rf "$work"' EXIT
 cp -r "$root/src" "$root/native" "$work/"
 cp "$root/setup.py" "$root/pyproject.toml" "$root/README.md" "$work/"
 rm -f "$work"/src/safepoint/_sp_core*.so "$work"/src/safepoint/_sp_memtable*.so \
-    "$work"/src/safepoint/_sp_fast*.so "$work"/src/safepoint/_sp_get*.so
+    "$work"/src/safepoint/_sp_fast*.so "$work"/src/safepoint/_sp_get*.so \
+    "$work"/src/safepoint/_sp_put*.so
 if [ "${SANITIZER:-address}" = thread ]; then
     sanitize="-fsanitize=thread -fno-omit-frame-pointer"
     preload_libs="libtsan.so"
@@ -52,7 +54,7 @@ fi
     CC=$cc CFLAGS="$sanitize -g" LDFLAGS="$sanitize" "$python" setup.py -q build_ext --inplace \
         >/dev/null 2>&1
     ls src/safepoint/_sp_memtable*.so src/safepoint/_sp_batch*.so src/safepoint/_sp_fast*.so \
-        src/safepoint/_sp_get*.so >/dev/null
+        src/safepoint/_sp_get*.so src/safepoint/_sp_put*.so >/dev/null
 )
 
 preload=""
@@ -67,7 +69,8 @@ else
     # process; pytest's default fd capture would swallow the report with it.
     command=("$python" -m pytest -q -p no:cacheprovider --capture=sys tests/test_records.py tests/test_format.py \
         tests/test_wal_native.py tests/test_wal_yield.py tests/test_wal_syncer.py tests/test_memtable_native.py tests/test_batch_native.py \
-        tests/test_fast_native.py tests/test_base_reads.py tests/test_get_native.py "$@")
+        tests/test_fast_native.py tests/test_base_reads.py tests/test_get_native.py \
+        tests/test_put_native.py "$@")
 fi
 TSAN_OPTIONS=halt_on_error=1:report_signal_unsafe=0 \
 ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \

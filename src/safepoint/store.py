@@ -27,7 +27,7 @@ import os
 import threading
 from collections.abc import Iterator, MutableMapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from . import records
 from .base import BaseImage
@@ -220,6 +220,10 @@ class Store(StoreSnapshots, StoreStats, StoreClosing, MutableMapping):  # type: 
             value = self._encode(value)
         self._commit({key: value})
 
+    # The Python put under its own name: the oracle of the C one installed
+    # below, and what that one hands every case it does not handle.
+    _put_py = put
+
     def delete(self, key: Any) -> None:
         """Remove ``key``; no error if it is missing."""
         k = to_key(key)
@@ -320,25 +324,30 @@ class Store(StoreSnapshots, StoreStats, StoreClosing, MutableMapping):  # type: 
                 mem.apply_commit(writes, payload)
                 mem.last_lsn = lsn
                 self._last_lsn = lsn
-        except OSError as exc:
+        except BaseException as exc:
+            self._append_failed(exc, lsn)
+        return lsn
+
+    def _append_failed(self, exc: BaseException, lsn: int | None) -> NoReturn:
+        """Raise what a failure ``exc`` inside _append_locked becomes; ``lsn``
+        is the record's if it was logged.  Shared with the C put
+        (native/sp_put.c), so both paths keep one policy."""
+        if isinstance(exc, OSError):
             if lsn is None and exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise DiskFullError(
                     f"store {self.path}: disk full while extending the log; the commit was "
                     "not applied (free space and retry)"
                 ) from exc
-            raise
-        except BaseException as exc:
-            if lsn is not None or not isinstance(exc, Exception):
-                # Interrupted (Ctrl-C) between logging the record and applying
-                # all of it: a checkpoint would now fold a memtable lacking
-                # part of a logged transaction under a later LSN.  Refuse work
-                # until reopen, whose replay applies the whole record.
-                self._failed = exc
-                log.error(
-                    "safepoint: a commit was interrupted (%r); writes are refused until reopen", exc
-                )
-            raise
-        return lsn
+        elif lsn is not None or not isinstance(exc, Exception):
+            # Interrupted (Ctrl-C) between logging the record and applying
+            # all of it: a checkpoint would now fold a memtable lacking
+            # part of a logged transaction under a later LSN.  Refuse work
+            # until reopen, whose replay applies the whole record.
+            self._failed = exc
+            log.error(
+                "safepoint: a commit was interrupted (%r); writes are refused until reopen", exc
+            )
+        raise exc
 
     def _finish(self, lsn: int) -> None:
         """Wait for the commit's durability, then maybe trigger a checkpoint."""
@@ -430,6 +439,37 @@ class Store(StoreSnapshots, StoreStats, StoreClosing, MutableMapping):  # type: 
 
 from .transaction import Transaction  # noqa: E402  (circular: Transaction uses Store)
 
+
+def _install_c_put() -> None:
+    """Make ``Store.put`` the C method (native/sp_put.c), the put above
+    transcribed for its common case; ``Store._put_py`` stays as its oracle
+    and takes every case it declines (docs/design.md, "Store.put in C")."""
+    try:
+        from . import _sp_put
+        from ._sp_memtable import NativeMemtable
+    except ImportError as exc:
+        raise ImportError(
+            f"safepoint: the native put (safepoint._sp_put) failed to import ({exc}). "
+            "Reinstall safepoint where a C compiler is available, or set "
+            "SAFEPOINT_BACKEND=python to run on the pure-Python reference."
+        ) from exc
+    from .wal_native import NativeGroupCommit, ffi, lib
+
+    def address(name: str) -> int:
+        return int(ffi.cast("uintptr_t", ffi.addressof(lib, name)))
+
+    Store.put = _sp_put.StorePut(  # type: ignore[method-assign,assignment]
+        Store._put_py,
+        Store,
+        BytesCodec,
+        WalWriter,
+        NativeGroupCommit,
+        NativeMemtable,
+        address("sp_wal_append"),
+        address("sp_wal_flush"),
+    )
+
+
 # Store.get in C (native/sp_get.c): the method above, transcribed, for the
 # native backend; the Python method stays as its oracle and takes every case
 # the C declines.  As with the other native modules, a native build that
@@ -444,3 +484,4 @@ if records.BACKEND == "native":
             "SAFEPOINT_BACKEND=python to run on the pure-Python reference."
         ) from exc
     Store.get = _sp_get.StoreGet(Store._get_py, _MISSING, BytesCodec, MAX_KEY_SIZE)  # type: ignore[method-assign,assignment]
+    _install_c_put()

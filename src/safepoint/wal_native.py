@@ -70,7 +70,7 @@ class NativeGroupCommit:
     with ``switch`` only once everything written to the old one is synced.
     """
 
-    __slots__ = ("handle",)
+    __slots__ = ("handle", "address")
 
     # The engine's two per-commit calls, for WalWriter's hot path, which
     # makes them with ``handle`` itself: a Python frame per call is a
@@ -87,6 +87,9 @@ class NativeGroupCommit:
         # Freed when the last reference goes: a thread inside a call holds one.
         # The engine pointer (also for ``append_call`` and ``flush_call``).
         self.handle = ffi.gc(w, lib.sp_wal_free)
+        # The same pointer as an int, for the C put (native/sp_put.c), which
+        # cannot read a cdata; it holds ``handle`` while it uses this.
+        self.address = int(ffi.cast("uintptr_t", w))
 
     def append(self, lsn: int, time_ns: int, payload: bytes) -> int:
         """Encode one record into the pending batch; SP_OK or a status.
