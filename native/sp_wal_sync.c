@@ -45,6 +45,7 @@
  * (measured with two busy loops on this 2-CPU machine) -- so committers go
  * back to leading their own flushes, asleep, for BACKOFF_NS. */
 #define LAG_MAX_NS 50000.0
+#define LAG_CAP_NS 200000.0
 #define BACKOFF_NS 1000000000.0
 /* While a checkpoint's fold runs (it calls sp_wal_yield between steps of
  * ~100 us), its thread holds a CPU: a spinner and the syncer would share
@@ -95,7 +96,10 @@ static void lock_hot(sp_wal *w)
 /* One hand-off's delay.  Lock held. */
 static void note_lag(sp_wal *w, double lag, double now)
 {
-    w->lag_ns = 0.8 * w->lag_ns + 0.2 * lag;
+    /* One slow hand-off is not a busy machine: a virtual CPU preempted by
+     * its host stalls one for 1-4 ms now and then (measured here).  Each
+     * counts at most LAG_CAP_NS, so it takes three slow ones in a row. */
+    w->lag_ns = 0.9 * w->lag_ns + 0.1 * (lag < LAG_CAP_NS ? lag : LAG_CAP_NS);
     if (w->lag_ns > LAG_MAX_NS) {
         w->lag_ns = 0.0;
         w->backoffs++;
