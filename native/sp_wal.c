@@ -42,44 +42,19 @@ sp_wal *sp_wal_new(uint32_t seed, int fd, uint64_t offset, uint64_t next_lsn)
     if (w == NULL)
         return NULL;
     pthread_condattr_t attr;
-    int ok_attr = pthread_condattr_init(&attr) == 0;
-    if (!ok_attr || pthread_condattr_setclock(&attr, CLOCK_MONOTONIC) != 0 ||
-        pthread_mutex_init(&w->mu, NULL) != 0) {
-        if (ok_attr)
-            pthread_condattr_destroy(&attr);
-        free(w);
-        return NULL;
-    }
-    if (pthread_cond_init(&w->done, &attr) != 0) {
-        pthread_mutex_destroy(&w->mu);
-        pthread_condattr_destroy(&attr);
-        free(w);
-        return NULL;
-    }
-    if (pthread_cond_init(&w->needed, &attr) != 0) {
-        pthread_cond_destroy(&w->done);
-        pthread_mutex_destroy(&w->mu);
-        pthread_condattr_destroy(&attr);
-        free(w);
-        return NULL;
-    }
-    if (pthread_cond_init(&w->work, &attr) != 0) {
-        pthread_cond_destroy(&w->needed);
-        pthread_cond_destroy(&w->done);
-        pthread_mutex_destroy(&w->mu);
-        pthread_condattr_destroy(&attr);
-        free(w);
-        return NULL;
-    }
-    if (pthread_cond_init(&w->gather, &attr) != 0) {
-        pthread_cond_destroy(&w->work);
-        pthread_cond_destroy(&w->needed);
-        pthread_cond_destroy(&w->done);
-        pthread_mutex_destroy(&w->mu);
-        pthread_condattr_destroy(&attr);
-        free(w);
-        return NULL;
-    }
+    if (pthread_condattr_init(&attr) != 0)
+        goto no_attr;
+    if (pthread_condattr_setclock(&attr, CLOCK_MONOTONIC) != 0 ||
+        pthread_mutex_init(&w->mu, NULL) != 0)
+        goto no_mutex;
+    if (pthread_cond_init(&w->done, &attr) != 0)
+        goto no_done;
+    if (pthread_cond_init(&w->needed, &attr) != 0)
+        goto no_needed;
+    if (pthread_cond_init(&w->work, &attr) != 0)
+        goto no_work;
+    if (pthread_cond_init(&w->gather, &attr) != 0)
+        goto no_gather;
     pthread_condattr_destroy(&attr);
     w->pend = malloc(INITIAL_CAPACITY);
     w->spare = malloc(INITIAL_CAPACITY);
@@ -96,6 +71,21 @@ sp_wal *sp_wal_new(uint32_t seed, int fd, uint64_t offset, uint64_t next_lsn)
     w->max_gather_ns = MAX_GATHER_NS;
     w->spin_max_sync_ns = SP_WAL_SPIN_MAX_SYNC_NS;
     return w;
+
+    /* Undo what was made, in reverse. */
+no_gather:
+    pthread_cond_destroy(&w->work);
+no_work:
+    pthread_cond_destroy(&w->needed);
+no_needed:
+    pthread_cond_destroy(&w->done);
+no_done:
+    pthread_mutex_destroy(&w->mu);
+no_mutex:
+    pthread_condattr_destroy(&attr);
+no_attr:
+    free(w);
+    return NULL;
 }
 
 void sp_wal_free(sp_wal *w)

@@ -70,3 +70,16 @@ def fs(root):
     f = FaultFS(root)
     yield f
     f.close()
+
+
+@pytest.fixture
+def wal(tmp_path):
+    """A log on the native engine, with room for a record of a few MB
+    (test_wal_yield, test_wal_syncer)."""
+    from test_wal_native import new_writer
+
+    writer = new_writer(tmp_path, "native", segment_bytes=16 << 20)
+    try:
+        yield writer
+    finally:
+        writer.close()

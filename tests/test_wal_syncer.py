@@ -17,31 +17,15 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from safepoint.errors import StoreFailedError
 from safepoint.wal import WalWriter
 from test_wal_native import new_writer, payload, read_lsns, refuse_fdatasync
+from test_wal_yield import durable_commit as commit
 
 ALWAYS = 1e9  # set_spin: spin whatever an fdatasync takes (on any disk)
-
-
-@pytest.fixture
-def wal(tmp_path: Path) -> Iterator[WalWriter]:
-    writer = new_writer(tmp_path, "native", segment_bytes=16 << 20)
-    try:
-        yield writer
-    finally:
-        writer.close()
-
-
-def commit(wal: WalWriter, i: int) -> int:
-    lsn = wal.append(payload(i))
-    wal.flush(lsn, durable=True)
-    return lsn
 
 
 def engine(wal: WalWriter):

@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from safepoint import records
 from safepoint.format import OP_PUT
@@ -23,16 +20,6 @@ from safepoint.wal import WalWriter
 from test_wal_native import new_writer, payload
 
 STEP_S = 100e-6
-
-
-@pytest.fixture
-def wal(tmp_path: Path) -> Iterator[WalWriter]:
-    """A log on the native engine, with room for a record of a few MB."""
-    writer = new_writer(tmp_path, "native", segment_bytes=16 << 20)
-    try:
-        yield writer
-    finally:
-        writer.close()
 
 
 def durable_commit(wal: WalWriter, i: int) -> int:
