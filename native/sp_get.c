@@ -50,6 +50,22 @@ static PyObject *layer_get(PyObject *layer, PyObject *key, PyObject *missing)
     return PyObject_VectorcallMethod(s_get, args, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
 }
 
+/* layer_get, skipped for an empty memtable: after a checkpoint every get
+ * of the base image would otherwise hash its key and probe an empty table
+ * (a method call, ~5% of a base-image get).  len() is the table's C slot;
+ * the GIL is held from here to the lookup, so nothing can arrive between. */
+static PyObject *layer_get_unless_empty(PyObject *layer, PyObject *key, PyObject *missing)
+{
+    Py_ssize_t n = PyObject_Size(layer);
+    if (n < 0)
+        return NULL;
+    if (n == 0) {
+        Py_INCREF(missing);
+        return missing;
+    }
+    return layer_get(layer, key, missing);
+}
+
 /* The raw value of key (a new reference: bytes, None for absent), the
  * missing sentinel (borrowed, not increfed) when the fast path declines,
  * or NULL with an error set. */
@@ -65,7 +81,7 @@ static PyObject *lookup(StoreGet *g, PyObject *store, PyObject *key)
     if (mem == NULL || closed != Py_False || Py_TYPE(codec) != (PyTypeObject *)g->bytes_codec)
         goto done; /* an error, or a case for the oracle */
     Py_INCREF(mem);
-    PyObject *raw = layer_get(mem, key, g->missing);
+    PyObject *raw = layer_get_unless_empty(mem, key, g->missing);
     Py_DECREF(mem);
     if (raw != g->missing) {
         result = raw;

@@ -107,6 +107,21 @@ def test_layers_are_read_newest_first(tmp_path):
                 db._mem, db._frozen = frozen, None
 
 
+def test_an_empty_memtable_is_passed_over_and_a_filled_one_is_read_again(tmp_path):
+    """After a checkpoint the memtable is empty and a get goes straight to
+    the base; the first put makes it a layer to read again."""
+    with safepoint.open(tmp_path / "s.sp", sync="none", checkpoint_bytes=None) as db:
+        db.update([(b"a", b"base-a"), (b"b", b"base-b")])
+        db.checkpoint()
+        assert len(db._mem) == 0
+        assert (db.get(b"a"), db.get(b"zz", 7)) == (b"base-a", 7)
+        db.put(b"a", b"mem-a")
+        del db[b"b"]
+        assert (db.get(b"a"), db.get(b"b", 7)) == (b"mem-a", 7)
+        for k in (b"a", b"b", b"zz"):
+            assert db.get(k, 7) == Store._get_py(db, k, 7)
+
+
 @pytest.mark.parametrize(
     "args, kwargs",
     [
