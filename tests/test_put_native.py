@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 import safepoint
 from helpers import segment_records, segments
 from safepoint import _sp_put, records
+from safepoint import store as store_mod
 from safepoint.errors import StoreFailedError
 from safepoint.format import MAX_KEY_SIZE, RECORD_HEADER_SIZE
 from safepoint.store import Store
@@ -100,25 +101,7 @@ def spy_put():
         calls.append(args)
         return Store._put_py(db, *args, **kwargs)
 
-    from safepoint._sp_memtable import NativeMemtable
-
-    from safepoint.wal import WalWriter
-    from safepoint.wal_native import NativeGroupCommit, ffi, lib
-
-    def address(name):
-        return int(ffi.cast("uintptr_t", ffi.addressof(lib, name)))
-
-    put = _sp_put.StorePut(
-        fallback,
-        Store,
-        BytesCodec,
-        WalWriter,
-        NativeGroupCommit,
-        NativeMemtable,
-        address("sp_wal_append"),
-        address("sp_wal_flush"),
-    )
-    return put, calls
+    return store_mod._c_put(fallback), calls
 
 
 def test_store_put_is_the_c_method_on_the_native_backend():

@@ -440,26 +440,32 @@ class Store(StoreSnapshots, StoreStats, StoreClosing, MutableMapping):  # type: 
 from .transaction import Transaction  # noqa: E402  (circular: Transaction uses Store)
 
 
-def _install_c_put() -> None:
-    """Make ``Store.put`` the C method (native/sp_put.c), the put above
-    transcribed for its common case; ``Store._put_py`` stays as its oracle
-    and takes every case it declines (docs/design.md, "Store.put in C")."""
+def _native_import_error(module: str, what: str, exc: ImportError) -> ImportError:
+    """The error for a native module of a native build that fails to import."""
+    return ImportError(
+        f"safepoint: the native {what} (safepoint.{module}) failed to import ({exc}). "
+        "Reinstall safepoint where a C compiler is available, or set "
+        "SAFEPOINT_BACKEND=python to run on the pure-Python reference."
+    )
+
+
+def _c_put(fallback: Any) -> Any:
+    """A C ``put`` (native/sp_put.c): the put above transcribed for its
+    common case, handing every case it declines to ``fallback`` (for
+    ``Store.put``, ``Store._put_py``, its oracle; docs/design.md, "Store.put
+    in C")."""
     try:
         from . import _sp_put
         from ._sp_memtable import NativeMemtable
     except ImportError as exc:
-        raise ImportError(
-            f"safepoint: the native put (safepoint._sp_put) failed to import ({exc}). "
-            "Reinstall safepoint where a C compiler is available, or set "
-            "SAFEPOINT_BACKEND=python to run on the pure-Python reference."
-        ) from exc
+        raise _native_import_error("_sp_put", "put", exc) from exc
     from .wal_native import NativeGroupCommit, ffi, lib
 
     def address(name: str) -> int:
         return int(ffi.cast("uintptr_t", ffi.addressof(lib, name)))
 
-    Store.put = _sp_put.StorePut(  # type: ignore[method-assign,assignment]
-        Store._put_py,
+    return _sp_put.StorePut(
+        fallback,
         Store,
         BytesCodec,
         WalWriter,
@@ -478,10 +484,6 @@ if records.BACKEND == "native":
     try:
         from . import _sp_get
     except ImportError as exc:
-        raise ImportError(
-            f"safepoint: the native get (safepoint._sp_get) failed to import ({exc}). "
-            "Reinstall safepoint where a C compiler is available, or set "
-            "SAFEPOINT_BACKEND=python to run on the pure-Python reference."
-        ) from exc
+        raise _native_import_error("_sp_get", "get", exc) from exc
     Store.get = _sp_get.StoreGet(Store._get_py, _MISSING, BytesCodec, MAX_KEY_SIZE)  # type: ignore[method-assign,assignment]
-    _install_c_put()
+    Store.put = _c_put(Store._put_py)  # type: ignore[method-assign]
