@@ -36,6 +36,7 @@ class Settings:
     peers: list[str] = field(default_factory=list)  # store names; empty = all available
     reopen_small_mb: float = 100.0
     reopen_large_mb: float = 1024.0
+    open_store_gb: float = 10.0
 
     def n(self, full: int, minimum: int = 10) -> int:
         """``full`` scaled, never below ``minimum``."""

@@ -88,11 +88,11 @@ def targets(results: list[Result], threads: int) -> list[Target]:
             1.5,
         ),
         Target(
-            "open with nothing to replay, ms (target is for a 10 GB store)",
+            "open with nothing to replay, ms (a 10 GB store)",
             no_replay,
             50.0,
             at_most=True,
-            how="measured on the store the large-value reopen left, see its size",
+            how="the store's size is in its workload's title (--open-store-gb)",
         ),
         Target("recovery, 100-byte values, records/s (warm)", sp_small, 1e6),
         Target("recovery, 1 MiB values, GB/s (warm)", large_sp, 1.0),

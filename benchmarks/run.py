@@ -66,6 +66,12 @@ def parse(argv: list[str] | None) -> tuple[Settings, argparse.Namespace]:
         help="MB of 1 MiB-value log to reopen (default 1024)",
     )
     ap.add_argument(
+        "--open-store-gb",
+        type=float,
+        default=10.0,
+        help="GB the store opened with nothing to replay is grown to (default 10)",
+    )
+    ap.add_argument(
         "--scratch",
         default=os.path.join(HERE, "scratch"),
         help="scratch directory, on the disk under test (default benchmarks/scratch)",
@@ -88,6 +94,7 @@ def parse(argv: list[str] | None) -> tuple[Settings, argparse.Namespace]:
         peers=[p for p in a.peers.split(",") if p],
         reopen_small_mb=a.reopen_small_mb,
         reopen_large_mb=a.reopen_large_mb,
+        open_store_gb=a.open_store_gb,
     )
     bad = [w for w in s.only if w not in WORKLOADS]
     if bad:

@@ -17,6 +17,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = ["--scale", "0.0005", "--rounds", "1", "--seconds", "0.05", "--threads", "2"]
+# The no-replay open's store at this scale: 50 MB, more than the ~20 MB the
+# large-value reopen leaves, so it must be grown.
+OPEN_STORE = ["--open-store-gb", "100"]
 
 
 def run_module(*args: str) -> subprocess.CompletedProcess[str]:
@@ -33,7 +36,9 @@ def run_module(*args: str) -> subprocess.CompletedProcess[str]:
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
     out = tmp_path_factory.mktemp("bench-out")
     scratch = tmp_path_factory.mktemp("bench-scratch")
-    proc = run_module(*TINY, "--out", str(out), "--scratch", str(scratch), "--name", "smoke")
+    proc = run_module(
+        *TINY, *OPEN_STORE, "--out", str(out), "--scratch", str(scratch), "--name", "smoke"
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out, scratch, (out / "smoke.md").read_text()
 
@@ -67,6 +72,13 @@ def test_every_issue_target_gets_a_verdict(tiny_run):
     rows = [line for line in targets.splitlines() if line.startswith("| ") and "---" not in line]
     assert len(rows) == 14  # header + 13 targets
     assert all(line.rstrip(" |").endswith(("met", "MISSED", "not measured")) for line in rows[1:])
+
+
+def test_the_no_replay_open_is_of_a_store_grown_to_the_asked_size(tiny_run):
+    _, _, md = tiny_run
+    m = re.search(r"### open with nothing to replay \(([0-9.]+) GB store\)", md)
+    assert m is not None
+    assert float(m.group(1)) >= 0.05
 
 
 def test_the_machine_and_the_load_are_described(tiny_run):
