@@ -134,17 +134,25 @@ def run(ctx: Context) -> list[Result]:
 
 GROW_BATCH = 64  # 1 MiB values per commit while growing the store
 GROW_CHECKPOINT = 1024  # values between checkpoints: the memtable stays ~1 GiB
+GROW_SPARE = 4 * 10**9  # bytes left free on the disk while growing
 
 
 def grow(ctx: Context, path: str, target: int) -> None:
     """Put 1 MiB values into the store at ``path`` through its own API,
-    checkpointing as it goes, until the directory holds ``target`` bytes,
-    then checkpoint, so that an open has nothing to replay."""
+    checkpointing as it goes, until the directory holds ``target`` bytes (or
+    as near as the disk's free space allows), then checkpoint, so that an
+    open has nothing to replay."""
+    have = dir_bytes(path)
+    # Each MiB passes through the log before the base image holds it, and a
+    # checkpoint's segments are deleted only after it: keep GROW_SPARE free.
+    free = shutil.disk_usage(path).free - GROW_SPARE
+    if target - have > free:
+        ctx.log(f"  only {free / 1e9:.1f} GB free: the store grows to less than asked")
+    need = max(0, min(target - have, free)) // MIB
     pool = [os.urandom(MIB) for _ in range(16)]  # LMDB keeps each copy: no dedup
     db = safepoint.open(path, sync="none", checkpoint_bytes=None)
     try:
-        have, i, since, t0 = dir_bytes(path), 0, 0, time.perf_counter()
-        need = max(0, target - have) // MIB
+        i, since, t0 = 0, 0, time.perf_counter()
         while i < need:
             batch = min(GROW_BATCH, need - i)
             db.update([(b"grow-%012d" % (i + j), pool[(i + j) % 16]) for j in range(batch)])
