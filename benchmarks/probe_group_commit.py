@@ -66,7 +66,8 @@ def main() -> None:
     print(
         f"{args.threads} threads: {commits / elapsed:,.0f} commits/s, "
         f"{syncs / elapsed:,.0f} fdatasyncs/s, {commits / max(syncs, 1):.2f} records per "
-        f"fdatasync, {gathers} gathers, mean gather wait {waited * 1e6:.0f} us"
+        f"fdatasync, {gathers} gathers, mean gather wait {waited * 1e6:.0f} us, "
+        f"fdatasync ~{after.sync_s * 1e6:.0f} us (moving average)"
     )
 
 
