@@ -232,6 +232,21 @@ def test_next_segment_is_prepared_zero_filled_once_the_current_is_half_full(tmp_
     assert read_bytes(prepared) == bytes(SEGMENT_BYTES)
 
 
+def test_after_a_rollover_the_next_segment_is_prepared_at_once(tmp_path):
+    # A log that filled a segment prepares the next without waiting for the
+    # new one to be half full (a bulk load would wait for it at the rollover).
+    w = new_writer(tmp_path)
+    i = 0
+    while len(segments(tmp_path)) < 2:
+        i += 1
+        commit(w, payload(i))
+    w.close()
+    assert len(segment_records(segments(tmp_path)[1])) == 1  # far from half full
+    prepared = prepared_path(tmp_path)
+    assert os.path.getsize(prepared) == SEGMENT_BYTES
+    assert read_bytes(prepared) == bytes(SEGMENT_BYTES)
+
+
 def test_every_segment_creation_syncs_the_wal_directory(tmp_path):
     fs = FaultyFS()
     w = new_writer(tmp_path, fs)

@@ -248,8 +248,10 @@ class WalWriter(PythonGroupCommit):
             if self._gathering:
                 self._gather_cond.notify()
             if not self._prepare_requested and self._end * 2 > self._alloc:
-                # Half way through the segment: zero-fill the next one now, so
-                # neither a new store nor a short run pays for it up front.
+                # Half way through the first segment this process writes (a
+                # new store's, or the one a reopen continues): zero-fill the
+                # next one now, so neither a new store nor a short run pays
+                # for it up front.  After a rollover, _rollover starts it.
                 self._prepare_requested = True
                 self._start_prepare()
             return lsn
@@ -349,7 +351,13 @@ class WalWriter(PythonGroupCommit):
         self._file, self._alloc = new_file, alloc
         self._offset = self._end = SEGMENT_HEADER_SIZE
         old.close()
-        self._prepare_requested = False
+        # A log that filled a segment is in a long run: zero-fill the next
+        # one now, not half way through this one.  At half way, a bulk load
+        # (a segment in ~30 ms) waited for the zero-fill and its fsync at the
+        # rollover: 3-40 ms of each, and was 1.1-1.3x slower in all
+        # (docs/design.md, "Segments").
+        self._prepare_requested = True
+        self._start_prepare()
 
     def _extend_empty_segment(self, size: int) -> None:
         """Zero-fill the empty current segment up to ``size`` bytes.
