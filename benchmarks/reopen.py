@@ -149,13 +149,14 @@ def grow(ctx: Context, path: str, target: int) -> None:
     if target - have > free:
         ctx.log(f"  only {free / 1e9:.1f} GB free: the store grows to less than asked")
     need = max(0, min(target - have, free)) // MIB
-    pool = [os.urandom(MIB) for _ in range(16)]  # LMDB keeps each copy: no dedup
+    # Distinct random values (LMDB keeps every copy: the size is real).
+    pool = [os.urandom(MIB) for _ in range(min(need, 16))]
     db = safepoint.open(path, sync="none", checkpoint_bytes=None)
     try:
         i, since, t0 = 0, 0, time.perf_counter()
         while i < need:
             batch = min(GROW_BATCH, need - i)
-            db.update([(b"grow-%012d" % (i + j), pool[(i + j) % 16]) for j in range(batch)])
+            db.update([(b"grow-%012d" % (i + j), pool[(i + j) % len(pool)]) for j in range(batch)])
             i += batch
             since += batch
             if since >= GROW_CHECKPOINT:
